@@ -1,0 +1,276 @@
+"""The ``metasparse`` command line.
+
+Every user-facing failure (bad data, wrong model file, bad option) is one line on stderr and a
+non-zero exit: 1 for errors in the inputs, 2 for usage errors, 130 for Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import MetasparseError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Meta-learned sparse implicit neural representations (Meta-SparseINR, MSCN) and a codec built on them.",
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def resolve_data_path(path: str, data_root: Optional[Path]) -> str:
+    if path == "samples" or Path(path).is_absolute() or data_root is None:
+        return path
+    return str(data_root / path)
+
+
+@app.command()
+def presets() -> None:
+    """List the named run presets."""
+    from .presets import list_presets
+
+    table = Table(title="presets (metasparse train PRESET)")
+    table.add_column("name", style="bold")
+    table.add_column("model")
+    table.add_column("problem")
+    table.add_column("steps", justify="right")
+    table.add_column("description")
+    for p in list_presets():
+        m = p.model
+        steps = p.train.steps + p.prune.rounds * p.prune.steps_per_round
+        table.add_row(p.name, f"{m.kind} {m.depth}x{m.width} w0={m.w0:g}", p.problem.kind, f"{steps:,}", p.description)
+    out.print(table)
+
+
+@app.command()
+def train(
+    preset: str = typer.Argument(..., help="preset name (see `metasparse presets`) or a run's config.json"),
+    data: Optional[str] = typer.Option(None, "--data", help="training data: folder, file, .npz or 'samples'"),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="validation data evaluated at the end"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder that preset data paths are relative to"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/PRESET)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="outer steps before pruning (overrides the preset)"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 or auto"),
+    overrides: list[str] = typer.Option([], "--set", help="override a config field: section.field=value"),
+    fresh: bool = typer.Option(False, "--fresh", help="ignore an existing checkpoint in the run directory"),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="stop (and checkpoint) after this many minutes"),
+    evaluate_after: bool = typer.Option(True, "--evaluate/--no-evaluate", help="fit the validation data at the end"),
+) -> None:
+    """Meta-train a model; re-running the same command resumes from the last checkpoint."""
+    import json
+    import time
+
+    from . import config as cfgmod
+    from .io import write_atomic
+    from .presets import get_preset
+    from .training import Trainer, resolve_device, total_steps
+
+    if preset.endswith(".json"):
+        p = Path(preset)
+        if not p.exists():
+            raise MetasparseError(f"config file not found: {p}")
+        try:
+            config = cfgmod.RunConfig.from_dict(json.loads(p.read_text()))
+        except json.JSONDecodeError as e:
+            raise MetasparseError(f"{p} is not valid JSON ({e})") from None
+    else:
+        config = get_preset(preset)
+    sets = list(overrides)
+    if data is not None:
+        sets.append(f"data.path={json.dumps(data)}")
+    if val_data is not None:
+        sets.append(f"val_data.path={json.dumps(val_data)}")
+    if steps is not None:
+        sets.append(f"train.steps={steps}")
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    if device is not None:
+        sets.append(f"train.device={json.dumps(device)}")
+    config = cfgmod.apply_overrides(config, sets)
+    config = cfgmod.apply_overrides(config, [f"data.path={json.dumps(resolve_data_path(config.data.path, data_root))}"])
+    if config.val_data is not None:
+        config = cfgmod.apply_overrides(
+            config, [f"val_data.path={json.dumps(resolve_data_path(config.val_data.path, data_root))}"]
+        )
+    run_dir = out_dir or Path("runs") / config.name
+    dev = resolve_device(config.train.device)
+    console.print(f"[bold]metasparse train[/] {config.name} on {dev} → {run_dir}")
+    console.print(f"loading {config.data.path} …")
+    trainer = Trainer(config, run_dir, device=dev, log=console.print)
+    console.print(f"{len(trainer.source)} training signals, grid {trainer.source.grid_shape}")
+    if fresh and trainer.checkpoint_path.exists():
+        trainer.checkpoint_path.unlink()
+    if trainer.try_resume():
+        console.print(f"resumed from step {trainer.step:,} ({trainer.checkpoint_path})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.json", config.to_json().encode())
+    end = total_steps(config)
+    deadline = time.monotonic() + time_budget * 60 if time_budget else None
+    with _progress() as bar:
+        task = bar.add_task("meta-training", total=end, completed=trainer.step, status="")
+
+        def on_log(step, entry):
+            bar.update(task, completed=step, status=f"round {entry['round']}  train PSNR {entry['psnr']:.2f} dB")
+
+        while trainer.step < end:
+            chunk = config.train.log_every
+            trainer.run(max_steps=chunk, progress=on_log)
+            bar.update(task, completed=trainer.step)
+            if deadline is not None and time.monotonic() > deadline:
+                trainer.save_checkpoint()
+                trainer.meta_model().save(run_dir / "model.safetensors")
+                console.print(f"time budget reached at step {trainer.step:,}; re-run the command to continue")
+                break
+    if trainer.step == 0:
+        trainer.save_checkpoint()
+        trainer.meta_model().save(run_dir / "model.safetensors")
+    last = trainer.history[-1] if trainer.history else None
+    summary = f"done: {trainer.step:,} steps"
+    if last:
+        summary += f", last train PSNR after {config.meta.inner_steps} inner steps {last['psnr']:.2f} dB"
+    console.print(summary)
+    console.print(f"model: {run_dir / 'model.safetensors'}")
+    if evaluate_after and config.val_data is not None:
+        _evaluate(run_dir / "model.safetensors", config.val_data.path, run_dir / "eval", config=config, device=dev)
+
+
+def _evaluate(model_path: Path, data: str, out_dir: Path, config=None, device=None, fit=None, limit=None,
+              transform=None, split=None, grid: Optional[Path] = None):
+    from dataclasses import replace
+
+    from .config import DataConfig
+    from .datasets import load_signal_set
+    from .evaluation import evaluate, image_grid, write_report
+    from .training import MetaModel
+
+    model = MetaModel.load(model_path, device="cpu")
+    config = config or model.config
+    data_cfg = config.val_data or DataConfig()
+    data_cfg = replace(data_cfg, path=data)
+    if limit is not None:
+        data_cfg = replace(data_cfg, limit=limit)
+    if transform is not None:
+        data_cfg = replace(data_cfg, transform=transform)
+    if split is not None:
+        data_cfg = replace(data_cfg, split=split)
+    signals = load_signal_set(data_cfg)
+    fit = fit or config.fit
+    with _progress() as bar:
+        task = bar.add_task(f"fitting {fit.steps} steps", total=len(signals), status="")
+        report, result = evaluate(
+            model, signals, fit, device, keep_reconstructions=grid is not None,
+            progress=lambda n: bar.advance(task, n), model_name=str(model_path), data_name=data,
+        )
+    write_report(out_dir, report, signals.names)
+    nz = f", {report.nonzero_weights:,} non-zero weights (+{report.biases:,} biases)" if report.nonzero_weights else ""
+    out.print(
+        f"PSNR after {fit.steps} {fit.optimizer} steps on {report.signals} signals: "
+        f"[bold]{report.psnr_mean:.2f} ± {report.psnr_std:.2f} dB[/]{nz}  ({report.signals_per_second:.2f} signals/s)"
+    )
+    out.print(f"results: {out_dir / 'results.json'}, {out_dir / 'per_signal.csv'}")
+    if grid is not None and signals.modality == "image":
+        from .data.images import save_image
+
+        save_image(grid, image_grid(signals.targets(), result.reconstructions.cpu(), signals.grid_shape))
+        out.print(f"image grid (top: originals, bottom: reconstructions): {grid}")
+    return report
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="a model.safetensors written by `metasparse train`"),
+    data: str = typer.Option(..., "--data", help="test data: folder, file, .npz or 'samples'"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="where results.json / per_signal.csv go"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="fitting steps (default: the model's config)"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, sgd, or inner (the learned rule)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="use the first N signals"),
+    transform: Optional[str] = typer.Option(None, "--transform", help="e.g. resize_short_crop:200,178"),
+    split: Optional[str] = typer.Option(None, "--split"),
+    ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay of the iterates (MSCN App. D.2)"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="write a PNG of originals over reconstructions"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Fit a meta-learned model to test signals and report PSNR mean ± std."""
+    from dataclasses import replace
+
+    from .training import MetaModel, resolve_device
+
+    cfg = MetaModel.load(model).config
+    fit = cfg.fit
+    for key, value in (("steps", steps), ("lr", lr), ("optimizer", optimizer), ("ema_decay", ema)):
+        if value is not None:
+            fit = replace(fit, **{key: value})
+    if fit.steps < 0:
+        raise MetasparseError("--steps must be >= 0")
+    _evaluate(model, data, out_dir or model.parent / "eval", fit=fit, limit=limit, transform=transform, split=split,
+              grid=grid, device=resolve_device(device))
+
+
+# Commands contributed by other modules register themselves on import.
+for _module in ("metasparse.bench", "metasparse.experiments.cli", "metasparse.codec.cli", "metasparse.distributed"):
+    if importlib.util.find_spec(_module) is not None:
+        importlib.import_module(_module).register(app)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    import click
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console.print("interrupted (the last checkpoint is kept; re-run the command to resume)")
+        sys.exit(130)
+    except MetasparseError as e:
+        console.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(1)
+    except FloatingPointError as e:
+        console.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(1)
+    except torch_oom_errors() as e:
+        console.print(f"error: out of memory ({str(e).splitlines()[0]}); use a smaller batch", markup=False)
+        sys.exit(1)
+
+
+def torch_oom_errors():
+    import torch
+
+    return (torch.OutOfMemoryError, MemoryError)
+
+
+if __name__ == "__main__":
+    main()

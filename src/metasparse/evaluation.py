@@ -1,0 +1,118 @@
+"""Evaluate a meta-learned model: fit K steps on test signals, report PSNR mean ± std."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.signals import SignalSet
+from .errors import DataError
+from .io import write_atomic
+from .meta.fit import FitConfig, FitResult, fit_signals
+from .training import MetaModel
+
+
+@dataclass
+class EvalReport:
+    model: str
+    data: str
+    signals: int
+    fit: dict
+    psnr_mean: float
+    psnr_std: float
+    psnr_per_signal: list[float]
+    psnr_trajectory_mean: list[float]  # after 0, 1, ..., K steps
+    nonzero_weights: int | None
+    biases: int | None
+    seconds: float
+    signals_per_second: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def evaluate(
+    model: MetaModel,
+    signals: SignalSet,
+    fit: FitConfig,
+    device: torch.device,
+    keep_reconstructions: bool = False,
+    progress=None,
+    model_name: str = "",
+    data_name: str = "",
+) -> tuple[EvalReport, FitResult]:
+    if len(signals) == 0:
+        raise DataError("no signals to evaluate on")
+    problem = model.problem(device)
+    if problem.model.config.in_dim != signals.coord_dim or problem.model.config.out_dim != signals.channels:
+        raise DataError(
+            f"the model maps {problem.model.config.in_dim}-D coordinates to {problem.model.config.out_dim} channels, "
+            f"but the data has {signals.coord_dim}-D coordinates and {signals.channels} channels"
+        )
+    meta = {g: {k: v.to(device) for k, v in d.items()} for g, d in model.meta.items()}
+    coords = signals.flat_coords().to(device)
+    targets = signals.targets().to(device)
+    if not torch.isfinite(targets).all():
+        raise DataError("the data contains NaN or infinite values")
+    t0 = time.perf_counter()
+    result = fit_signals(problem, meta, coords, targets, fit, keep_reconstructions, progress)
+    per_signal = result.final_psnr.cpu()
+    seconds = time.perf_counter() - t0
+    nonzero, biases = count_parameters(model)
+    report = EvalReport(
+        model=model_name,
+        data=data_name,
+        signals=len(signals),
+        fit=asdict(fit),
+        psnr_mean=float(per_signal.mean()),
+        psnr_std=float(per_signal.std(unbiased=False)) if len(per_signal) > 1 else 0.0,
+        psnr_per_signal=[round(float(v), 4) for v in per_signal],
+        psnr_trajectory_mean=[round(float(v), 4) for v in result.psnr_per_step.mean(dim=1).cpu()],
+        nonzero_weights=nonzero,
+        biases=biases,
+        seconds=round(seconds, 3),
+        signals_per_second=round(len(signals) / max(seconds, 1e-9), 3),
+    )
+    return report, result
+
+
+def count_parameters(model: MetaModel) -> tuple[int | None, int | None]:
+    """Non-zero weights (biases excluded, as the papers count) and the number of biases."""
+    theta = model.meta.get("theta")
+    if theta is None:
+        return None, None
+    weights = [k for k in theta if k.endswith(".weight")]
+    biases = sum(theta[k].numel() for k in theta if k.endswith(".bias"))
+    if model.masks:
+        nz = sum(int(model.masks[k].sum()) if k in model.masks else theta[k].numel() for k in weights)
+    else:
+        nz = sum(theta[k].numel() for k in weights)
+    return nz, biases
+
+
+def write_report(out_dir: Path, report: EvalReport, names: list[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / "results.json", report.to_json().encode())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["signal", "psnr_db"])
+    for i, p in enumerate(report.psnr_per_signal):
+        w.writerow([names[i] if i < len(names) else i, p])
+    write_atomic(out_dir / "per_signal.csv", buf.getvalue().encode())
+
+
+def image_grid(targets: torch.Tensor, recons: torch.Tensor, grid_shape, count: int = 8) -> np.ndarray:
+    """Originals on the top row, reconstructions below: uint8 (2H, count*W, C)."""
+    n = min(count, targets.shape[0])
+    t = targets[:n].reshape(n, *grid_shape, -1).clamp(0, 1)
+    r = recons[:n].reshape(n, *grid_shape, -1).clamp(0, 1)
+    top = torch.cat(list(t), dim=1)
+    bottom = torch.cat(list(r), dim=1)
+    return (torch.cat([top, bottom], dim=0) * 255 + 0.5).to(torch.uint8).cpu().numpy()

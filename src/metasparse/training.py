@@ -1,0 +1,252 @@
+"""Meta-training runs: outer steps, pruning rounds, checkpoints, resume.
+
+A run directory holds ``config.json`` (the full ``RunConfig``), ``checkpoint.safetensors`` (the
+latest resumable state: meta-parameters, masks, Adam state, RNG states, history), ``model.safetensors``
+(the latest meta-learned model, without optimiser state) and, with pruning, ``round_{k}.safetensors``
+after each pruning round, so one run gives a whole PSNR-vs-size curve. Re-running the same command
+resumes from the checkpoint; a resumed run ends bit-for-bit where an uninterrupted one would (CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .datasets import BatchSource
+from .errors import ConfigError, ModelError
+from .meta.engine import MetaLearner
+from .meta.fit import psnr_from_mse
+from .meta.problems import MetaProblem
+from .problems_registry import build_problem
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available")
+    return torch.device(name)
+
+
+@dataclass
+class MetaModel:
+    """A meta-learned model: config, meta-state and masks. What ``evaluate`` and the codec load."""
+
+    config: RunConfig
+    meta: dict[str, dict[str, torch.Tensor]]
+    masks: dict[str, torch.Tensor] | None = None
+    info: dict = field(default_factory=dict)
+
+    def problem(self, device=None) -> MetaProblem:
+        masks = {k: v.to(device) for k, v in self.masks.items()} if self.masks else None
+        return build_problem(self.config, masks)
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        tensors = {"meta": self.meta}
+        if self.masks:
+            tensors["masks"] = self.masks
+        ckpt.save(path, tensors, {"kind": "model", "config": self.config.to_dict(), **self.info, **(extra or {})})
+
+    @classmethod
+    def load(cls, path: str | Path, device="cpu") -> MetaModel:
+        flat, info = ckpt.load(path, device)
+        if "config" not in info:
+            raise ModelError(f"{path} has no run configuration")
+        try:
+            config = RunConfig.from_dict(info["config"])
+        except Exception as e:  # a model from an incompatible version: say so in one line
+            raise ModelError(f"{path}: incompatible model configuration ({e})") from None
+        meta = ckpt.unflatten(flat, "meta/")
+        masks = ckpt.unflatten(flat, "masks/") or None
+        extra = {k: v for k, v in info.items() if k not in ("config", "format", "version")}
+        return cls(config, meta, masks, extra)
+
+
+def total_steps(config: RunConfig) -> int:
+    return config.train.steps + config.prune.rounds * config.prune.steps_per_round
+
+
+def phase_of(config: RunConfig, step: int) -> int:
+    """Pruning round in force at outer step ``step`` (0 = dense)."""
+    if step < config.train.steps or config.prune.steps_per_round <= 0:
+        return 0
+    return min(config.prune.rounds, 1 + (step - config.train.steps) // config.prune.steps_per_round)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | Path,
+        source: BatchSource | None = None,
+        device: str | torch.device | None = None,
+        log: Callable[[str], None] = lambda s: None,
+    ):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device) if device is not None else resolve_device(config.train.device)
+        self.log = log
+        self.source = source if source is not None else BatchSource(config.data, self.device)
+        self.batch_generator = torch.Generator().manual_seed(config.train.seed)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(config.train.seed + 1)
+        init_generator = torch.Generator().manual_seed(config.train.seed)
+        self.masks: dict[str, torch.Tensor] | None = None
+        self.problem = build_problem(config, self.masks)
+        meta = self.problem.init_meta(init_generator, device=self.device)
+        self.learner = MetaLearner(self.problem, config.meta, meta)
+        self.step = 0
+        self.round = 0  # pruning rounds applied so far
+        self.history: list[dict] = []
+
+    # -- persistence --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.safetensors"
+
+    def save_checkpoint(self) -> None:
+        opt_tensors, opt_info = ckpt.optimizer_state(self.learner.optimizer)
+        tensors = {
+            "meta": self.learner.detached_meta(),
+            "optim": opt_tensors,
+            "rng": {
+                "batches": self.batch_generator.get_state(),
+                "noise": self.noise_generator.get_state().cpu(),
+            },
+        }
+        if self.masks:
+            tensors["masks"] = self.masks
+        info = {
+            "kind": "checkpoint",
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "round": self.round,
+            "optimizer": opt_info,
+            "history": self.history,
+        }
+        ckpt.save(self.checkpoint_path, tensors, info)
+
+    def try_resume(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        flat, info = ckpt.load(self.checkpoint_path, self.device)
+        saved = RunConfig.from_dict(info["config"])
+        if _resume_key(saved) != _resume_key(self.config):
+            raise ConfigError(
+                f"{self.run_dir} holds a run with a different configuration; use another --out or --fresh"
+            )
+        masks = ckpt.unflatten(flat, "masks/") or None
+        self.set_masks(masks)
+        meta = ckpt.unflatten(flat, "meta/")
+        with torch.no_grad():
+            for g, d in self.learner.meta.items():
+                for k, v in d.items():
+                    v.copy_(meta[g][k])
+        optim = {k[len("optim/"):]: v for k, v in flat.items() if k.startswith("optim/")}
+        ckpt.load_optimizer_state(self.learner.optimizer, optim, info["optimizer"])
+        self.batch_generator.set_state(flat["rng/batches"].cpu())
+        self.noise_generator.set_state(flat["rng/noise"].cpu())
+        self.step = int(info["step"])
+        self.round = int(info.get("round", 0))
+        self.history = list(info.get("history", []))
+        return True
+
+    def set_masks(self, masks: dict[str, torch.Tensor] | None) -> None:
+        """Install pruning masks: the problem and (compiled) meta-gradient are rebuilt around them."""
+        self.masks = masks
+        self.problem = build_problem(self.config, masks)
+        self.learner.problem = self.problem
+        from .meta.engine import make_meta_gradient
+
+        self.learner._meta_grad = make_meta_gradient(self.problem, self.config.meta)
+        if masks:
+            with torch.no_grad():
+                for k, m in masks.items():
+                    self.learner.meta["theta"][k].mul_(m)
+
+    def meta_model(self) -> MetaModel:
+        return MetaModel(self.config, self.learner.detached_meta(), self.masks, {"step": self.step, "round": self.round})
+
+    # -- pruning ------------------------------------------------------------------------------
+    def prune_once(self) -> None:
+        from .sparsity import pruning
+
+        theta = self.learner.detached_meta()["theta"]
+        names = self.problem.model.weight_names
+        masks = self.masks or {n: torch.ones_like(theta[n]) for n in names}
+        fraction = self.config.prune.fraction
+        if self.config.prune.method == "magnitude":
+            new = pruning.global_magnitude_prune(theta, masks, fraction, prunable=names)
+        elif self.config.prune.method == "random":
+            g = torch.Generator().manual_seed(self.config.train.seed * 1000 + phase_of(self.config, self.step))
+            new = pruning.random_prune(masks, fraction, g)
+        else:
+            raise ConfigError(f"unknown pruning method {self.config.prune.method!r}")
+        self.set_masks({k: v.to(self.device) for k, v in new.items()})
+        self.round += 1
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, max_steps: int | None = None, progress: Callable[[int, dict], None] | None = None) -> MetaModel:
+        """Train until the configured total (or ``max_steps`` more steps, to simulate a kill)."""
+        cfg = self.config
+        end = total_steps(cfg)
+        stop = end if max_steps is None else min(end, self.step + max_steps)
+        recent: list[torch.Tensor] = []
+        t0 = time.perf_counter()
+        while self.step < stop:
+            if self._needs_prune():
+                self.save_round(self.round)
+                self.prune_once()
+            targets = self.source.sample(cfg.meta.batch_size, self.batch_generator)
+            losses = self.learner.step(self.source.coords, targets, self.noise_generator)
+            recent.append(losses.detach())
+            self.step += 1
+            if self.step % cfg.train.log_every == 0 or self.step == stop:
+                mse = torch.cat(recent)
+                entry = {
+                    "step": self.step,
+                    "round": self.round,
+                    "loss": float(mse.mean()),
+                    "psnr": float(psnr_from_mse(mse).mean()),
+                    "seconds": time.perf_counter() - t0,
+                }
+                if not math.isfinite(entry["loss"]):
+                    raise FloatingPointError(
+                        f"training diverged at step {self.step} (loss {entry['loss']}); lower meta.outer_lr or inner_lr"
+                    )
+                self.history.append(entry)
+                recent = []
+                if progress is not None:
+                    progress(self.step, entry)
+            if self.step % cfg.train.checkpoint_every == 0 or self.step == end:
+                self.save_checkpoint()
+                self.meta_model().save(self.run_dir / "model.safetensors")
+        if self.step == end and cfg.prune.rounds:
+            self.save_round(self.round)
+        return self.meta_model()
+
+    def _needs_prune(self) -> bool:
+        if self.config.prune.rounds == 0 or self.config.problem.kind != "weights":
+            return False
+        return phase_of(self.config, self.step) > self.round
+
+    def save_round(self, k: int) -> None:
+        path = self.run_dir / f"round_{k:02d}.safetensors"
+        self.meta_model().save(path, {"round": k})
+
+
+def _resume_key(config: RunConfig) -> str:
+    # Settings that only change logging or the length of the run may differ on resume.
+    d = config.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k not in ("log_every", "checkpoint_every", "steps", "device")}
+    d["prune"] = {k: v for k, v in d["prune"].items() if k not in ("rounds",)}
+    d.pop("description", None)
+    d.pop("name", None)
+    return json.dumps(d, sort_keys=True)
