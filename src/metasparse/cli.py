@@ -136,7 +136,10 @@ def train(
         task = bar.add_task("meta-training", total=end, completed=trainer.step, status="")
 
         def on_log(step, entry):
-            bar.update(task, completed=step, status=f"round {entry['round']}  train PSNR {entry['psnr']:.2f} dB")
+            status = f"round {entry['round']}  train PSNR {entry['psnr']:.2f} dB"
+            bar.update(task, completed=step, status=status)
+            if not console.is_terminal:  # logs and CI get plain lines instead of a redrawn bar
+                console.print(f"step {step:,}/{end:,}  {status}  ({entry['seconds']:.0f} s)")
 
         while trainer.step < end:
             chunk = config.train.log_every

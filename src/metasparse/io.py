@@ -33,7 +33,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
     """
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    directory = target.parent if str(target.parent) else Path(".")
+    directory = target.parent  # "." for a bare file name
     try:
         mode = target.stat().st_mode & 0o7777
     except FileNotFoundError:

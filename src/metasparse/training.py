@@ -244,7 +244,7 @@ class Trainer:
 
 def _resume_key(config: RunConfig) -> str:
     # Settings that only change logging or the length of the run may differ on resume.
-    d = config.to_dict()
+    d = RunConfig.from_dict(json.loads(config.to_json())).to_dict()  # normalise 30 vs 30.0
     d["train"] = {k: v for k, v in d["train"].items() if k not in ("log_every", "checkpoint_every", "steps", "device")}
     d["prune"] = {k: v for k, v in d["prune"].items() if k not in ("rounds",)}
     d.pop("description", None)

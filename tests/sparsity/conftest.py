@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import pytest
 import torch
-
-# The Meta-SparseINR image SIREN: 2 -> 256 -> 256 -> 256 -> 256 -> 3.
-SIREN_WIDTHS = (2, 256, 256, 256, 256, 3)
 
 
 def mlp_params(
@@ -17,7 +15,7 @@ def mlp_params(
     """``layers.i.weight`` (out, in) and ``layers.i.bias`` (out,), optionally with a batch dimension."""
     lead = () if batch is None else (batch,)
     params = {}
-    for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(widths)):
         params[f"layers.{i}.weight"] = torch.randn(*lead, d_out, d_in, generator=generator)
         params[f"layers.{i}.bias"] = torch.randn(*lead, d_out, generator=generator)
     return params

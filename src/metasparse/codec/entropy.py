@@ -140,10 +140,16 @@ class SymbolModel:
         if magic != _MODEL_MAGIC:
             raise ModelError("not a metasparse symbol model (bad magic bytes)")
         if version != _MODEL_VERSION:
-            raise ModelError(f"unsupported symbol model version {version} (this build reads {_MODEL_VERSION})")
+            raise ModelError(
+                f"unsupported symbol model version {version} (this build reads {_MODEL_VERSION})"
+            )
         if frequency_bits != FREQUENCY_BITS:
             raise ModelError(f"symbol model uses {frequency_bits}-bit frequencies, expected {FREQUENCY_BITS}")
-        if positions < 1 or not 2 <= num_symbols <= MAX_NUM_SYMBOLS or positions * num_symbols > MAX_TABLE_ENTRIES:
+        if (
+            positions < 1
+            or not 2 <= num_symbols <= MAX_NUM_SYMBOLS
+            or positions * num_symbols > MAX_TABLE_ENTRIES
+        ):
             raise ModelError(f"symbol model has an implausible size ({positions} x {num_symbols})")
         expected_length = positions * num_symbols * 4
         # Bounded decompression: never inflate more than the header promises.
@@ -194,7 +200,9 @@ def fit_symbol_model(
         raise ValueError(f"training symbols must lie in [0, {num_symbols})")
     if per_position:
         if data.ndim != 2 or data.shape[1] < 1:
-            raise ValueError(f"a per-position model needs symbols of shape (num_vectors, dim), got {data.shape}")
+            raise ValueError(
+                f"a per-position model needs symbols of shape (num_vectors, dim), got {data.shape}"
+            )
         counts = np.zeros((data.shape[1], num_symbols), dtype=np.int64)
         for position in range(data.shape[1]):
             counts[position] = np.bincount(data[:, position], minlength=num_symbols)
@@ -265,9 +273,7 @@ def encode(
     return words.astype("<u4").tobytes().rstrip(b"\0")
 
 
-def decode(
-    data: bytes, count: int, model: SymbolModel, positions: np.ndarray | None = None
-) -> np.ndarray:
+def decode(data: bytes, count: int, model: SymbolModel, positions: np.ndarray | None = None) -> np.ndarray:
     """Decode ``count`` symbols (1-D int64, the order :func:`encode` read them in).
 
     ``positions`` must be what was given to :func:`encode`. Any byte string decodes to either

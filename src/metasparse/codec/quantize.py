@@ -42,7 +42,9 @@ def _check_bits_and_clip(bits: int, clip_std: float) -> None:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"quantisation bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}")
     if not math.isfinite(clip_std) or clip_std <= 0:
-        raise ValueError(f"clip_std must be a positive finite number of standard deviations, got {clip_std!r}")
+        raise ValueError(
+            f"clip_std must be a positive finite number of standard deviations, got {clip_std!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,10 @@ class Quantizer:
         """
         as_tensor = isinstance(values, torch.Tensor)
         # float64 so that rounding does not depend on the caller's dtype or device.
-        x = values.detach().to("cpu", torch.float64) if as_tensor else torch.from_numpy(
-            np.asarray(values, dtype=np.float64)
+        x = (
+            values.detach().to("cpu", torch.float64)
+            if as_tensor
+            else torch.from_numpy(np.asarray(values, dtype=np.float64))
         )
         if torch.isnan(x).any():
             raise ValueError("cannot quantise NaN values")
@@ -124,8 +128,10 @@ class Quantizer:
         float32 array out). Symbols outside the alphabet are an error, not clipped: they can
         only come from a bug or a corrupt file."""
         as_tensor = isinstance(symbols, torch.Tensor)
-        s = symbols.detach().to("cpu", torch.float64) if as_tensor else torch.from_numpy(
-            np.asarray(symbols).astype(np.float64)
+        s = (
+            symbols.detach().to("cpu", torch.float64)
+            if as_tensor
+            else torch.from_numpy(np.asarray(symbols).astype(np.float64))
         )
         if s.numel() and (s.min() < 0 or s.max() > self.max_symbol or not torch.equal(s, s.round())):
             raise ValueError(f"symbols must be integers in [0, {self.max_symbol}]")
@@ -147,7 +153,7 @@ class Quantizer:
         try:
             bits = data["bits"]
             if isinstance(bits, bool) or not isinstance(bits, int):
-                raise ValueError(f"bits must be an integer, got {bits!r}")
+                raise TypeError(f"bits must be an integer, got {bits!r}")
             return cls(
                 mean=float(data["mean"]), std=float(data["std"]), bits=bits, clip_std=float(data["clip_std"])
             )

@@ -215,7 +215,9 @@ def _decode(path: Path, channels: int) -> np.ndarray:
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file that Pillow can read") from None
+        if path.is_file() and path.stat().st_size == 0:
+            raise DataError(f"{path}: empty file (0 bytes)") from None
+        raise DataError(f"{path}: not an image file that Pillow can read (or a corrupt header)") from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except Image.DecompressionBombError as e:
@@ -468,7 +470,9 @@ def to_uint8(array) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise DataError(f"an image to save must be (H, W) or (H, W, C) with C in 1, 3, 4, got {arr.shape}")
+        raise DataError(
+            f"an image to save must be (H, W) or (H, W, C) with C in 1, 3, 4, got shape {arr.shape}"
+        )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise DataError(f"cannot save an empty image of shape {arr.shape}")
     return np.ascontiguousarray(arr)

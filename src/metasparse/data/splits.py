@@ -14,7 +14,7 @@ loader gives them: sorted). Specs, for the CLI and preset configs::
     celeba_train         a named split from ``SPLITS`` (here range:33-8000)
     celeba_train+first:100   splits chained with "+", applied left to right
 
-The named CelebA splits follow the shared data description: half-res faces 000033-008000 for
+The named CelebA splits are the project's fixed split of aligned faces 1-9000: 000033-008000 for
 training, 008001-009000 for testing; 000001-000032 (``celeba_sample``) are held out because they
 are the same faces as the 178x218 originals.
 

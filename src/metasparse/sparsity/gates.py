@@ -51,7 +51,9 @@ class GateSpec:
 
     def __post_init__(self) -> None:
         if self.granularity not in _GRANULARITIES:
-            raise ValueError(f"unknown gate granularity {self.granularity!r}; expected one of {_GRANULARITIES}")
+            raise ValueError(
+                f"unknown gate granularity {self.granularity!r}; expected one of {_GRANULARITIES}"
+            )
 
     @property
     def kind(self) -> str:
@@ -224,9 +226,7 @@ def deterministic_gates(
     return _broadcast_to_params(z, params)
 
 
-def group_sizes(
-    log_alphas: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]
-) -> dict[str, int]:
+def group_sizes(log_alphas: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]) -> dict[str, int]:
     """Elements covered by one gate of each parameter (1 for unstructured gates).
 
     Leading dimensions of a parameter beyond those of its gates (a batch of per-signal copies)
@@ -234,9 +234,14 @@ def group_sizes(
     """
     sizes = {}
     for name, la in log_alphas.items():
-        per_signal_shape = params[name].shape[params[name].dim() - la.dim():]
-        if la.dim() > params[name].dim() or torch.broadcast_shapes(la.shape, per_signal_shape) != per_signal_shape:
-            raise ValueError(f"gates of shape {tuple(la.shape)} do not broadcast to {name} {tuple(per_signal_shape)}")
+        per_signal_shape = params[name].shape[params[name].dim() - la.dim() :]
+        fits = la.dim() <= params[name].dim() and all(
+            g in (1, p) for g, p in zip(la.shape, per_signal_shape, strict=True)
+        )
+        if not fits:
+            raise ValueError(
+                f"gates of shape {tuple(la.shape)} do not broadcast to {name} {tuple(per_signal_shape)}"
+            )
         sizes[name] = per_signal_shape.numel() // la.numel()
     return sizes
 

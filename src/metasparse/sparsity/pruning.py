@@ -238,7 +238,9 @@ def _prune(
         kept_for_name = kept[:, offset : offset + size].reshape(rows, *per_signal_shapes[name])
         offset += size
         previous = masks.get(name)
-        dtype = previous.dtype if previous is not None and previous.is_floating_point() else scores[name].dtype
+        dtype = (
+            previous.dtype if previous is not None and previous.is_floating_point() else scores[name].dtype
+        )
         new_masks[name] = (kept_for_name if batched else kept_for_name[0]).to(dtype)
     return new_masks
 

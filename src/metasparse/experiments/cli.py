@@ -1,0 +1,68 @@
+"""``metasparse experiment NAME``: run (or resume) a paper figure at a chosen scale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(app) -> None:
+    import typer
+
+    @app.command()
+    def experiment(
+        name: str | None = typer.Argument(None, help="experiment name (see --list)"),
+        scale: str = typer.Option("cpu", "--scale", help="cpu | gpu | paper"),
+        data: str | None = typer.Option(None, "--data", help="training images (folder)"),
+        val_data: str | None = typer.Option(
+            None, "--val-data", help="test images (default: the sibling 'val' folder of a '.../train' --data)"
+        ),
+        out_dir: str | None = typer.Option(None, "--out", "-o", help="output folder (default runs/experiments/NAME)"),
+        seeds: int | None = typer.Option(None, "--seeds", help="number of seeds (default: the scale's)"),
+        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto"),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch"),
+        list_: bool = typer.Option(False, "--list", help="list the experiments and scales"),
+    ) -> None:
+        """Run a paper experiment (fig2, fig3); re-running the same command resumes it."""
+        import torch
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..errors import MetasparseError
+        from ..training import resolve_device
+        from .runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
+
+        out = Console()
+        err = Console(stderr=True)
+        if list_ or name is None:
+            t = Table(title="experiments (metasparse experiment NAME --scale S --data PATH)")
+            t.add_column("name", style="bold")
+            t.add_column("description")
+            for e in EXPERIMENTS.values():
+                t.add_row(e.name, e.description)
+            out.print(t)
+            s = Table(title="scales")
+            for col in ("scale", "image", "network", "dense + rounds x steps", "fit steps", "seeds"):
+                s.add_column(col)
+            for sc in SCALES.values():
+                s.add_row(sc.name, f"{sc.size}x{sc.size}", f"{sc.depth}x{sc.width} w0={sc.w0:g}",
+                          f"{sc.dense_steps:,} + {sc.rounds} x {sc.steps_per_round:,}", str(sc.fit_steps),
+                          str(sc.seeds))
+            out.print(s)
+            return
+        if data is None:
+            raise MetasparseError("--data is required (a folder of training images)")
+        if threads:
+            torch.set_num_threads(threads)
+        run_dir = Path(out_dir) if out_dir else Path("runs") / "experiments" / name
+        err.print(f"[bold]metasparse experiment[/] {name} at the {scale} scale → {run_dir}")
+        rows, files = run_experiment(name, scale, data, run_dir, val_data=val_data, seeds=seeds,
+                                     device=resolve_device(device), log=err.print)
+        t = Table(title=f"{name}: highest sparsity")
+        for col in ("method", "non-zero weights", "biases", "PSNR (dB)", "after 2 steps"):
+            t.add_column(col)
+        for m, r in highest_sparsity_summary(rows).items():
+            t.add_row(m, f"{r['nonzero_weights']:,.0f}", str(r["biases"]), f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f}",
+                      f"{r['psnr_2steps_mean']:.2f}")
+        out.print(t)
+        for f in files:
+            out.print(str(f))

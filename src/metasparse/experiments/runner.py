@@ -1,0 +1,431 @@
+"""Named experiments reproducing Meta-SparseINR's figures, at three scales.
+
+``fig2``: PSNR vs non-zero weights for Meta-SparseINR, Random Pruning, Dense-Narrow, Scratch,
+MAML+OneShot and MAML+IMP (mean ± std over seeds). ``fig3``: the PSNR trajectory over the
+test-time fitting steps at the highest sparsity, and the PSNR after 2 steps vs weights.
+
+Both share one set of runs under ``OUT/seed_S/``: meta-training run directories (re-running
+resumes them through ``Trainer``'s checkpoints) and one cached JSON per evaluated point in
+``OUT/seed_S/points/``, so an interrupted experiment continues where it stopped and ``fig3``
+after ``fig2`` only redraws.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import DataConfig, PruneConfig, RunConfig, TrainConfig
+from ..data.signals import SignalSet
+from ..datasets import BatchSource, load_signal_set
+from ..errors import ConfigError
+from ..evaluation import evaluate
+from ..io import write_atomic
+from ..meta.engine import MetaConfig
+from ..meta.fit import FitConfig
+from ..models.siren import ModelConfig
+from ..sparsity import pruning
+from ..training import MetaModel, Trainer, total_steps
+from . import baselines
+
+METHODS = ("Meta-SparseINR", "Random Pruning", "Dense-Narrow", "Scratch", "MAML+OneShot", "MAML+IMP")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big an experiment is: data size, network, schedule, seeds."""
+
+    name: str
+    size: int  # image side after resize-short-side + centre crop
+    short: int  # short side before the crop (the paper: 200 → crop 178)
+    width: int
+    depth: int
+    w0: float
+    dense_steps: int
+    rounds: int
+    steps_per_round: int
+    fit_steps: int
+    fit_lr: float
+    seeds: int
+    outer_lr: float = 1e-5
+    inner_lr: float = 1e-2
+    batch_size: int = 3
+    train_split: str | None = None  # e.g. a hash subset "val:0.1" of the training folder
+    train_limit: int | None = None
+    val_split: str | None = None
+    val_limit: int | None = 100
+    fit_batch: int = 8
+    checkpoint_every: int = 500
+
+    def run_config(self, data: str, seed: int) -> RunConfig:
+        transform = f"resize_short_crop:{self.short},{self.size}"
+        return RunConfig(
+            name=f"meta-sparse-inr-{self.name}",
+            description=f"Meta-SparseINR at the {self.name} scale",
+            model=ModelConfig(kind="siren", width=self.width, depth=self.depth, w0=self.w0),
+            meta=MetaConfig(algorithm="maml", inner_steps=2, inner_lr=self.inner_lr, outer_lr=self.outer_lr,
+                            batch_size=self.batch_size),
+            data=DataConfig(path=data, transform=transform, split=self.train_split, limit=self.train_limit),
+            prune=PruneConfig(rounds=self.rounds, fraction=0.2, steps_per_round=self.steps_per_round),
+            train=TrainConfig(steps=self.dense_steps, seed=seed, log_every=max(1, min(100, self.dense_steps)),
+                              checkpoint_every=self.checkpoint_every),
+            fit=FitConfig(steps=self.fit_steps, optimizer="adam", lr=self.fit_lr, batch_size=self.fit_batch),
+        )
+
+
+SCALES: dict[str, Scale] = {
+    # A few minutes on two CPU cores: 32x32 images, a 4x64 SIREN, 4 pruning rounds, 1 seed.
+    "cpu": Scale(name="cpu", size=32, short=36, width=64, depth=4, w0=30.0, dense_steps=300, rounds=4,
+                 steps_per_round=100, fit_steps=100, fit_lr=1e-3, seeds=1, outer_lr=1e-4,
+                 train_split="val:0.1", train_limit=400, val_split="val:0.05", val_limit=24, fit_batch=24,
+                 checkpoint_every=100),
+    # One GPU, a few hours: the paper's network and images, a shorter schedule.
+    "gpu": Scale(name="gpu", size=178, short=200, width=256, depth=4, w0=200.0, dense_steps=30_000, rounds=15,
+                 steps_per_round=5_000, fit_steps=100, fit_lr=1e-4, seeds=3, checkpoint_every=1000),
+    # The paper: 150k dense MAML steps + 15 rounds x 30k, 100 Adam test steps, 3 seeds.
+    "paper": Scale(name="paper", size=178, short=200, width=256, depth=4, w0=200.0, dense_steps=150_000,
+                   rounds=15, steps_per_round=30_000, fit_steps=100, fit_lr=1e-4, seeds=3, checkpoint_every=2000),
+}
+
+
+@dataclass
+class Point:
+    """One evaluated point: a method at one size for one seed."""
+
+    method: str
+    round: int
+    seed: int
+    nonzero_weights: float
+    biases: int
+    width: int
+    psnr_mean: float  # over test signals, after all fitting steps
+    psnr_std: float
+    psnr_2steps: float  # after 2 Adam fitting steps
+    trajectory: list[float] = field(default_factory=list)  # mean PSNR after 0..K steps
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    write: Callable[[list[Point], Path, Scale], list[Path]]
+
+
+@dataclass
+class Context:
+    scale: Scale
+    data: str
+    val_data: str
+    out: Path
+    device: torch.device
+    seeds: int
+    methods: tuple[str, ...] = METHODS
+    log: Callable[[str], None] = lambda s: None
+    _train: SignalSet | None = None
+    _val: SignalSet | None = None
+
+    def train_set(self) -> SignalSet:
+        if self._train is None:
+            cfg = self.scale.run_config(self.data, 0).data
+            self._train = load_signal_set(cfg)
+        return self._train
+
+    def val_set(self) -> SignalSet:
+        if self._val is None:
+            s = self.scale
+            cfg = DataConfig(path=self.val_data, transform=f"resize_short_crop:{s.short},{s.size}",
+                             split=s.val_split, limit=s.val_limit)
+            self._val = load_signal_set(cfg)
+        return self._val
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def _train(ctx: Context, config: RunConfig, run_dir: Path) -> Trainer:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, run_dir, source=BatchSource(config.data, ctx.device, signals=ctx.train_set()),
+                      device=ctx.device)
+    if trainer.try_resume():
+        ctx.log(f"  resumed {run_dir.name} at step {trainer.step}")
+    write_atomic(run_dir / "config.json", config.to_json().encode())
+    if trainer.step < total_steps(config):
+        ctx.log(f"  meta-training {run_dir.name}: {total_steps(config) - trainer.step} steps")
+        trainer.run()
+    return trainer
+
+
+def _eval_model(ctx: Context, model: MetaModel, method: str, k: int, seed: int) -> Point:
+    val = ctx.val_set()
+    report, _ = evaluate(model, val, model.config.fit, ctx.device)
+    traj = report.psnr_trajectory_mean
+    return Point(method, k, seed, float(report.nonzero_weights), int(report.biases), model.config.model.width,
+                 report.psnr_mean, report.psnr_std, traj[min(2, len(traj) - 1)], traj)
+
+
+def _eval_pruned_fit(ctx: Context, dense: MetaModel, method: str, k: int, seed: int) -> Point:
+    from ..problems_registry import build_problem
+
+    val = ctx.val_set()
+    problem = build_problem(dense.config)
+    theta = {n: v.to(ctx.device) for n, v in dense.meta["theta"].items()}
+    coords, targets = val.flat_coords().to(ctx.device), val.targets().to(ctx.device)
+    fit = dense.config.fit
+    if method == "MAML+OneShot":
+        keep = pruning.surviving_after_rounds(problem.model.num_weights(), k, dense.config.prune.fraction)
+        res = baselines.fit_one_shot(problem.model, theta, coords, targets, keep, fit)
+    else:
+        res = baselines.fit_imp(problem.model, theta, coords, targets, k, fit, dense.config.prune.fraction)
+    traj = [round(float(v), 4) for v in res.psnr_per_step.mean(dim=1).cpu()]
+    final = res.final_psnr.cpu()
+    return Point(method, k, seed, float(res.nonzero_weights.float().mean()), res.biases, dense.config.model.width,
+                 float(final.mean()), float(final.std(unbiased=False)) if len(final) > 1 else 0.0, traj[2], traj)
+
+
+def _cached(ctx: Context, seed: int, method: str, k: int, compute: Callable[[], Point]) -> Point:
+    path = ctx.out / f"seed_{seed}" / "points" / f"{method.replace('+', '_').replace(' ', '_')}_r{k:02d}.json"
+    if path.exists():
+        return Point(**json.loads(path.read_text()))
+    point = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(asdict(point), indent=1).encode())
+    ctx.log(f"  {method:15s} round {k:2d}: {point.nonzero_weights:9.0f} weights  {point.psnr_mean:6.2f} dB")
+    return point
+
+
+def _round_path(run_dir: Path, k: int) -> Path:
+    return run_dir / f"round_{k:02d}.safetensors"
+
+
+def run_points(ctx: Context) -> list[Point]:
+    """Every point of every method for every seed (cached; training runs resume)."""
+    points: list[Point] = []
+    for seed in range(ctx.seeds):
+        ctx.log(f"seed {seed}")
+        points += _seed_points(ctx, seed)
+    return points
+
+
+def _seed_points(ctx: Context, seed: int) -> list[Point]:
+    s = ctx.scale
+    points: list[Point] = []
+    base = s.run_config(ctx.data, seed)
+    root = ctx.out / f"seed_{seed}"
+    rounds = range(s.rounds + 1)
+    dense_dir = _train(ctx, base, root / "meta-sparse-inr").run_dir
+
+    def load(run_dir: Path, k: int) -> MetaModel:
+        return MetaModel.load(_round_path(run_dir, k), ctx.device)
+
+    if "Meta-SparseINR" in ctx.methods:
+        for k in rounds:
+            points.append(_cached(ctx, seed, "Meta-SparseINR", k, lambda k=k: _eval_model(
+                ctx, load(dense_dir, k), "Meta-SparseINR", k, seed)))
+    if "Random Pruning" in ctx.methods:
+        rnd_dir = _train(ctx, baselines.random_pruning_config(base), root / "random-pruning").run_dir
+        for k in rounds:
+            points.append(_cached(ctx, seed, "Random Pruning", k, lambda k=k: _eval_model(
+                ctx, load(rnd_dir, k), "Random Pruning", k, seed)))
+    widths = baselines.narrow_widths(base.model, s.rounds, base.prune.fraction)
+
+    def narrow(k: int, w: int) -> Point:
+        if k == 0:  # the full width is the dense model itself
+            model = load(dense_dir, 0)
+        else:
+            cfg = baselines.dense_narrow_config(base, w)
+            model = _train(ctx, cfg, root / f"dense-narrow-w{w}").meta_model()
+        return _eval_model(ctx, model, "Dense-Narrow", k, seed)
+
+    if "Dense-Narrow" in ctx.methods:
+        for k, w in zip(rounds, widths):
+            points.append(_cached(ctx, seed, "Dense-Narrow", k, lambda k=k, w=w: narrow(k, w)))
+    if "Scratch" in ctx.methods:
+        for k, w in zip(rounds, widths):
+            points.append(_cached(ctx, seed, "Scratch", k, lambda k=k, w=w: _eval_model(
+                ctx, baselines.scratch_model(base, w, seed), "Scratch", k, seed)))
+    for method in ("MAML+OneShot", "MAML+IMP"):
+        if method in ctx.methods:
+            for k in rounds:
+                points.append(_cached(ctx, seed, method, k, lambda k=k, m=method: _eval_pruned_fit(
+                    ctx, load(dense_dir, 0), m, k, seed)))
+    return points
+
+
+# ------------------------------------------------------------------------------ aggregation and output
+
+
+def aggregate(points: list[Point]) -> list[dict]:
+    """One row per (method, round): weights and PSNR mean ± std over seeds."""
+    groups: dict[tuple[str, int], list[Point]] = {}
+    for p in points:
+        groups.setdefault((p.method, p.round), []).append(p)
+    rows = []
+    order = {m: i for i, m in enumerate(METHODS)}
+    for (method, k), ps in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
+        psnr = np.array([p.psnr_mean for p in ps])
+        two = np.array([p.psnr_2steps for p in ps])
+        rows.append({
+            "method": method,
+            "round": k,
+            "width": ps[0].width,
+            "nonzero_weights": round(float(np.mean([p.nonzero_weights for p in ps])), 1),
+            "biases": ps[0].biases,
+            "psnr_mean": round(float(psnr.mean()), 3),
+            "psnr_std": round(float(psnr.std()), 3),
+            "psnr_2steps_mean": round(float(two.mean()), 3),
+            "psnr_2steps_std": round(float(two.std()), 3),
+            "seeds": len(ps),
+        })
+    return rows
+
+
+def _write_table(rows: list[dict], path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, buf.getvalue().encode())
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_fig2(points: list[Point], out: Path, scale: Scale) -> list[Path]:
+    rows = aggregate(points)
+    csv_path, json_path, png_path = out / "fig2.csv", out / "fig2.json", out / "fig2.png"
+    _write_table(rows, csv_path)
+    write_atomic(json_path, json.dumps({"experiment": "fig2", "scale": asdict(scale), "rows": rows,
+                                        "points": [asdict(p) for p in points]}, indent=1).encode())
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for method in METHODS:
+        r = [x for x in rows if x["method"] == method]
+        if not r:
+            continue
+        ax.errorbar([x["nonzero_weights"] for x in r], [x["psnr_mean"] for x in r],
+                    yerr=[x["psnr_std"] for x in r], marker="o", ms=3, capsize=2, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("non-zero weights")
+    ax.set_ylabel(f"PSNR (dB) after {scale.fit_steps} steps")
+    ax.set_title(f"Fig. 2 ({scale.name} scale, {scale.size}x{scale.size})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return [csv_path, json_path, png_path]
+
+
+def write_fig3(points: list[Point], out: Path, scale: Scale) -> list[Path]:
+    rows = aggregate(points)
+    k = max(p.round for p in points)
+    traj_rows = []
+    for method in METHODS:
+        ps = [p for p in points if p.method == method and p.round == k]
+        if not ps:
+            continue
+        t = np.array([p.trajectory for p in ps])
+        for step in range(t.shape[1]):
+            traj_rows.append({"method": method, "round": k,
+                              "nonzero_weights": round(float(np.mean([p.nonzero_weights for p in ps])), 1),
+                              "step": step, "psnr_mean": round(float(t[:, step].mean()), 3),
+                              "psnr_std": round(float(t[:, step].std()), 3)})
+    csv_path, json_path, png_path = out / "fig3.csv", out / "fig3.json", out / "fig3.png"
+    _write_table(traj_rows, csv_path)
+    write_atomic(json_path, json.dumps({"experiment": "fig3", "scale": asdict(scale), "round": k,
+                                        "trajectories": traj_rows, "two_steps": rows}, indent=1).encode())
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for method in METHODS:
+        tr = [x for x in traj_rows if x["method"] == method]
+        if tr:
+            a.plot([x["step"] for x in tr], [x["psnr_mean"] for x in tr], label=method)
+        r = [x for x in rows if x["method"] == method]
+        if r:
+            b.errorbar([x["nonzero_weights"] for x in r], [x["psnr_2steps_mean"] for x in r],
+                       yerr=[x["psnr_2steps_std"] for x in r], marker="o", ms=3, capsize=2, label=method)
+    a.set_xlabel("fitting step")
+    a.set_ylabel("PSNR (dB)")
+    a.set_title(f"round {k} ({scale.name} scale)")
+    b.set_xscale("log")
+    b.set_xlabel("non-zero weights")
+    b.set_ylabel("PSNR (dB) after 2 steps")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return [csv_path, json_path, png_path]
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "fig2": Experiment("fig2", "PSNR vs non-zero weights: Meta-SparseINR and five baselines (mean ± std over seeds)",
+                       write_fig2),
+    "fig3": Experiment("fig3", "PSNR over the fitting steps at the highest sparsity, and PSNR after 2 steps",
+                       write_fig3),
+}
+
+
+def default_val_data(data: str) -> str:
+    """``.../train`` → its sibling ``.../val`` when that exists; otherwise the data itself."""
+    p = Path(data)
+    if p.name == "train" and (p.parent / "val").is_dir():
+        return str(p.parent / "val")
+    return data
+
+
+def run_experiment(
+    name: str,
+    scale: Scale | str,
+    data: str,
+    out: str | Path,
+    val_data: str | None = None,
+    seeds: int | None = None,
+    device: str | torch.device = "cpu",
+    methods: tuple[str, ...] = METHODS,
+    log: Callable[[str], None] = lambda s: None,
+) -> tuple[list[dict], list[Path]]:
+    """Run (or resume) experiment ``name``; returns the aggregated rows and the files written."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
+    if isinstance(scale, str):
+        if scale not in SCALES:
+            raise ConfigError(f"unknown scale {scale!r}; available: {', '.join(SCALES)}")
+        scale = SCALES[scale]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown methods {unknown}; available: {', '.join(METHODS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(scale, data, val_data or default_val_data(data), out, torch.device(device),
+                  seeds if seeds is not None else scale.seeds, tuple(methods), log)
+    points = run_points(ctx)
+    files = EXPERIMENTS[name].write(points, out, scale)
+    return aggregate(points), files
+
+
+def highest_sparsity_summary(rows: list[dict]) -> dict[str, dict]:
+    """The row of each method at the last pruning round (the paper's headline comparison)."""
+    k = max(r["round"] for r in rows)
+    return {r["method"]: r for r in rows if r["round"] == k and not math.isnan(r["psnr_mean"])}
+
+
+__all__ = [
+    "EXPERIMENTS", "METHODS", "SCALES", "Experiment", "Point", "Scale", "aggregate", "highest_sparsity_summary",
+    "run_experiment",
+]

@@ -1,0 +1,73 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from metasparse.cli import main
+
+TINY = ["--set", "model.width=16", "--set", "model.depth=2", "--set", "fit.steps=5", "--set", "train.log_every=2"]
+
+
+def write_images(folder, n=4, size=12):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+def run_cli(*args):
+    """Run the installed entry point in a subprocess: what a user sees, exit code included."""
+    return subprocess.run([sys.executable, "-m", "metasparse.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_train_then_evaluate_writes_results(tmp_path, capsys):
+    data = write_images(tmp_path / "imgs")
+    run_dir = tmp_path / "run"
+    main(["train", "demo", "--data", str(data), "--val-data", str(data), "--steps", "4", "--out", str(run_dir),
+          "--device", "cpu", *TINY])
+    assert (run_dir / "model.safetensors").exists() and (run_dir / "config.json").exists()
+    report = json.loads((run_dir / "eval" / "results.json").read_text())
+    assert report["signals"] == 4 and len(report["psnr_trajectory_mean"]) == 6
+    grid = tmp_path / "grid.png"
+    main(["evaluate", str(run_dir / "model.safetensors"), "--data", str(data), "--steps", "3", "--grid", str(grid),
+          "--out", str(tmp_path / "ev")])
+    assert Image.open(grid).size == (12 * 4, 24)
+    assert "PSNR after 3 adam steps on 4 signals" in capsys.readouterr().out
+
+
+def test_presets_are_listed():
+    r = run_cli("presets")
+    assert r.returncode == 0 and "siren-imagenette" in r.stdout and "demo" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "no-such-preset"], "unknown preset"),
+        (["train", "demo", "--data", "/no/such/folder"], "/no/such/folder"),
+        (["evaluate", "missing.safetensors", "--data", "samples"], "model file not found"),
+        (["train", "demo", "--set", "meta.nope=1"], "unknown"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(tmp_path, args, message):
+    r = run_cli(*args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert message in r.stderr
+    assert len([line for line in r.stderr.splitlines() if line.startswith("error")]) == 1
+
+
+def test_corrupt_model_and_wrong_data_are_refused(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model at all")
+    r = run_cli("evaluate", bad, "--data", "samples")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "not a readable" in r.stderr
+    data = write_images(tmp_path / "imgs")
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    r = run_cli("train", "demo", "--data", data, "--steps", "1", "--out", tmp_path / "r")
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "broken.png" in r.stderr
