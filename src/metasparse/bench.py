@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 
@@ -104,7 +104,7 @@ def run_meta_step_bench(size: int, width: int, depth: int, w0: float, batch: int
         _sync(device)
         first_ms = (time.perf_counter() - t_compile) * 1000
         diff = relative_difference(grads["theta"], reference)
-        ms = time_call(lambda: fn(meta, coords, targets, None), device, warmup, repeats)
+        ms = time_call(lambda fn=fn: fn(meta, coords, targets, None), device, warmup, repeats)
         note = f"first call {first_ms / 1000:.1f} s (compilation)" if cfg.compile else ""
         rows.append(BenchRow(name, ms, naive_ms / ms, diff, note))
     set_tf32(False)
@@ -180,7 +180,7 @@ def register(app) -> None:
         fit_steps: int = typer.Option(100, "--fit-steps"),
         compile: bool = typer.Option(True, "--compile/--no-compile", help="include the torch.compile variant"),
         device: str = typer.Option("auto", "--device"),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="also write the rows as JSON"),
+        json_out: Path | None = typer.Option(None, "--json", help="also write the rows as JSON"),
     ) -> None:
         """Benchmark the meta-learning step and fitting against naive loops (ratios from one run)."""
         from rich.console import Console

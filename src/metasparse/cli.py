@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -29,7 +28,14 @@ out = Console()
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -43,7 +49,7 @@ def _progress():
     )
 
 
-def resolve_data_path(path: str, data_root: Optional[Path]) -> str:
+def resolve_data_path(path: str, data_root: Path | None) -> str:
     if path == "samples" or Path(path).is_absolute() or data_root is None:
         return path
     return str(data_root / path)
@@ -70,16 +76,16 @@ def presets() -> None:
 @app.command()
 def train(
     preset: str = typer.Argument(..., help="preset name (see `metasparse presets`) or a run's config.json"),
-    data: Optional[str] = typer.Option(None, "--data", help="training data: folder, file, .npz or 'samples'"),
-    val_data: Optional[str] = typer.Option(None, "--val-data", help="validation data evaluated at the end"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder that preset data paths are relative to"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default runs/PRESET)"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="outer steps before pruning (overrides the preset)"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 or auto"),
+    data: str | None = typer.Option(None, "--data", help="training data: folder, file, .npz or 'samples'"),
+    val_data: str | None = typer.Option(None, "--val-data", help="validation data evaluated at the end"),
+    data_root: Path | None = typer.Option(None, "--data-root", help="folder that preset data paths are relative to"),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="run directory (default runs/PRESET)"),
+    steps: int | None = typer.Option(None, "--steps", help="outer steps before pruning (overrides the preset)"),
+    seed: int | None = typer.Option(None, "--seed"),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 or auto"),
     overrides: list[str] = typer.Option([], "--set", help="override a config field: section.field=value"),
     fresh: bool = typer.Option(False, "--fresh", help="ignore an existing checkpoint in the run directory"),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="stop (and checkpoint) after this many minutes"),
+    time_budget: float | None = typer.Option(None, "--time-budget", help="stop (and checkpoint) after this many minutes"),
     evaluate_after: bool = typer.Option(True, "--evaluate/--no-evaluate", help="fit the validation data at the end"),
 ) -> None:
     """Meta-train a model; re-running the same command resumes from the last checkpoint."""
@@ -164,7 +170,7 @@ def train(
 
 
 def _evaluate(model_path: Path, data: str, out_dir: Path, config=None, device=None, fit=None, limit=None,
-              transform=None, split=None, grid: Optional[Path] = None):
+              transform=None, split=None, grid: Path | None = None):
     from dataclasses import replace
 
     from .config import DataConfig
@@ -209,15 +215,15 @@ def _evaluate(model_path: Path, data: str, out_dir: Path, config=None, device=No
 def evaluate(
     model: Path = typer.Argument(..., help="a model.safetensors written by `metasparse train`"),
     data: str = typer.Option(..., "--data", help="test data: folder, file, .npz or 'samples'"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="where results.json / per_signal.csv go"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="fitting steps (default: the model's config)"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam, sgd, or inner (the learned rule)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="use the first N signals"),
-    transform: Optional[str] = typer.Option(None, "--transform", help="e.g. resize_short_crop:200,178"),
-    split: Optional[str] = typer.Option(None, "--split"),
-    ema: Optional[float] = typer.Option(None, "--ema", help="EMA decay of the iterates (MSCN App. D.2)"),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="write a PNG of originals over reconstructions"),
+    out_dir: Path | None = typer.Option(None, "--out", "-o", help="where results.json / per_signal.csv go"),
+    steps: int | None = typer.Option(None, "--steps", help="fitting steps (default: the model's config)"),
+    lr: float | None = typer.Option(None, "--lr"),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="adam, sgd, or inner (the learned rule)"),
+    limit: int | None = typer.Option(None, "--limit", help="use the first N signals"),
+    transform: str | None = typer.Option(None, "--transform", help="e.g. resize_short_crop:200,178"),
+    split: str | None = typer.Option(None, "--split"),
+    ema: float | None = typer.Option(None, "--ema", help="EMA decay of the iterates (MSCN App. D.2)"),
+    grid: Path | None = typer.Option(None, "--grid", help="write a PNG of originals over reconstructions"),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Fit a meta-learned model to test signals and report PSNR mean ± std."""
@@ -242,7 +248,7 @@ for _module in ("metasparse.bench", "metasparse.experiments.cli", "metasparse.co
         importlib.import_module(_module).register(app)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     import click
 
     try:

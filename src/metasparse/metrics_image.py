@@ -23,7 +23,8 @@ DEFAULT_WINDOW = 11
 
 def _to_unit_float(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     """float64 tensor on [0, 1]: uint8 is divided by 255, floats are taken as they are."""
-    tensor = image.detach().cpu() if isinstance(image, torch.Tensor) else torch.from_numpy(np.asarray(image))
+    # np.array copies, so read-only arrays (as Pillow returns them) are fine.
+    tensor = image.detach().cpu() if isinstance(image, torch.Tensor) else torch.from_numpy(np.array(image))
     if tensor.dtype == torch.uint8:
         return tensor.to(torch.float64) / 255.0
     if not tensor.is_floating_point():
@@ -109,7 +110,9 @@ def ms_ssim(
     _check_same_shape(x, y)
     if channels_last is None:
         channels_last = not isinstance(a, torch.Tensor)
-    x, y = _to_nchw(x, channels_last), _to_nchw(y, channels_last)
+    # float32 is ample for SSIM statistics and several times faster than float64 convolutions.
+    x = _to_nchw(x, channels_last).to(torch.float32)
+    y = _to_nchw(y, channels_last).to(torch.float32)
     smaller_side = min(x.shape[-2:])
     scales = ms_ssim_scales(smaller_side)
     if scales == len(MS_SSIM_WEIGHTS):

@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .datasets import BatchSource
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, MetasparseError, ModelError
 from .meta.engine import MetaLearner
 from .meta.fit import psnr_from_mse
 from .meta.problems import MetaProblem
@@ -62,7 +62,7 @@ class MetaModel:
             raise ModelError(f"{path} has no run configuration")
         try:
             config = RunConfig.from_dict(info["config"])
-        except Exception as e:  # a model from an incompatible version: say so in one line
+        except (TypeError, ValueError, KeyError, MetasparseError) as e:  # an incompatible version
             raise ModelError(f"{path}: incompatible model configuration ({e})") from None
         meta = ckpt.unflatten(flat, "meta/")
         masks = ckpt.unflatten(flat, "masks/") or None

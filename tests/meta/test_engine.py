@@ -56,9 +56,9 @@ def test_first_order_gradient_is_the_gradient_at_the_adapted_weights():
         for k, g in zip(fast, torch.autograd.grad(loss, list(fast.values()))):
             expected[k] += g / len(targets)
     second, _ = make_meta_gradient(problem, MetaConfig(inner_steps=2))(meta, coords, targets, None)
-    for k in expected:
-        assert torch.allclose(grads["theta"][k], expected[k], atol=1e-10)
-    assert any(not torch.allclose(second["theta"][k], expected[k], atol=1e-6) for k in expected)
+    for k, v in expected.items():
+        assert torch.allclose(grads["theta"][k], v, atol=1e-10)
+    assert any(not torch.allclose(second["theta"][k], v, atol=1e-6) for k, v in expected.items())
 
 
 def test_meta_sgd_learning_rates_get_a_gradient_and_stay_clipped():

@@ -31,8 +31,8 @@ def test_batched_fitting_equals_fitting_each_signal_alone():
             opt.zero_grad()
             ((model.apply(params, coords) - targets[i]) ** 2).mean().backward()
             opt.step()
-        for k in params:
-            assert torch.allclose(batched.fast[k][i], params[k].detach(), atol=1e-5), k
+        for k, v in params.items():
+            assert torch.allclose(batched.fast[k][i], v.detach(), atol=1e-5), k
 
 
 def test_fitting_improves_psnr_and_chunks_do_not_change_results():

@@ -68,7 +68,7 @@ def test_ffn_fixed_fourier_layer_is_reproducible_and_not_learned():
     assert a.apply(p, torch.rand(4, 2)).shape == (4, 3)
 
 
-@pytest.mark.parametrize("bad", [dict(kind="mlp"), dict(width=0), dict(bias_init="normal"), dict(kind="ffn", width=15)])
+@pytest.mark.parametrize("bad", [{"kind": "mlp"}, {"width": 0}, {"bias_init": "normal"}, {"kind": "ffn", "width": 15}])
 def test_bad_model_configs_are_refused(bad):
     with pytest.raises(ConfigError):
         ModelConfig(**bad)

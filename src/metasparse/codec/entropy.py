@@ -87,7 +87,8 @@ class SymbolModel:
         table = table.astype(np.int64)
         if table.min() < 1 or np.any(table.sum(axis=1) != FREQUENCY_TOTAL):
             raise ModelError(
-                f"symbol model is corrupt: frequencies must be >= 1 and each row must sum to {FREQUENCY_TOTAL}"
+                "symbol model is corrupt: frequencies must be >= 1 "
+                f"and each row must sum to {FREQUENCY_TOTAL}"
             )
         self.frequencies = table.astype(np.uint32)
         self.frequencies.setflags(write=False)

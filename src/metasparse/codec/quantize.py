@@ -112,7 +112,7 @@ class Quantizer:
         x = (
             values.detach().to("cpu", torch.float64)
             if as_tensor
-            else torch.from_numpy(np.asarray(values, dtype=np.float64))
+            else torch.from_numpy(np.array(values, dtype=np.float64))
         )
         if torch.isnan(x).any():
             raise ValueError("cannot quantise NaN values")
@@ -169,7 +169,7 @@ def fit_quantizer(values: torch.Tensor | np.ndarray, bits: int, clip_std: float)
     if isinstance(values, torch.Tensor):
         data = values.detach().to("cpu", torch.float64).reshape(-1)
     else:
-        data = torch.from_numpy(np.asarray(values, dtype=np.float64).reshape(-1))
+        data = torch.from_numpy(np.array(values, dtype=np.float64).reshape(-1))
     if data.numel() == 0:
         raise ValueError("cannot fit a quantiser on no values")
     if not torch.isfinite(data).all():

@@ -59,11 +59,11 @@ class MetaProblem:
 
     def sample_noise(self, meta: dict[str, Params], generator: torch.Generator | None):
         """Randomness shared by all signals of one outer step (e.g. hard-concrete gate samples)."""
-        return None
+        return
 
     def eval_noise(self, meta: dict[str, Params]):
         """The noise-free (test-time) counterpart of ``sample_noise``."""
-        return None
+        return
 
     def fast_names(self) -> list[str]:
         raise NotImplementedError

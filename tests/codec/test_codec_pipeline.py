@@ -1,0 +1,63 @@
+"""The model-independent layers working together, as the image codec chains them."""
+
+import numpy as np
+import pytest
+import torch
+
+from metasparse.codec import (
+    Header,
+    decode,
+    encode,
+    estimated_bits,
+    fit_quantizer,
+    fit_symbol_model,
+    model_id_of,
+    pack,
+    unpack,
+)
+from metasparse.codec.bitstream import CONTAINER_OVERHEAD_BYTES
+from metasparse.errors import BitstreamError
+from metasparse.io import write_atomic
+
+
+def test_modulations_survive_quantise_code_pack_write_read_unpack_decode(tmp_path) -> None:
+    generator = torch.Generator().manual_seed(0)
+    dim, patches = 24, 6
+    training = torch.randn(500, dim, generator=generator) * 0.2
+    quantizer = fit_quantizer(training.reshape(-1), bits=6, clip_std=3.0)
+    model = fit_symbol_model(quantizer.quantize(training), quantizer.num_symbols, per_position=True)
+    model_id = model_id_of({"base.weight": torch.ones(3, 3)})
+
+    modulations = torch.randn(patches, dim, generator=generator) * 0.2
+    symbols = quantizer.quantize(modulations)
+    header = Header(
+        model_id=model_id,
+        height=64,
+        width=96,
+        channels=3,
+        bit_depth=8,
+        patch_size=32,
+        quality_index=0,
+        quant_bits=quantizer.bits,
+        clip_std=quantizer.clip_std,
+        num_patches=patches,
+    )
+    payload = encode(symbols, model)
+    path = write_atomic(tmp_path / "image.mspz", pack(header, payload))
+    assert path.stat().st_size == len(payload) + CONTAINER_OVERHEAD_BYTES
+    assert len(payload) <= estimated_bits(symbols, model) / 8 + 8
+
+    read_header, read_payload = unpack(path.read_bytes(), expected_model_id=model_id)
+    decoded = decode(read_payload, read_header.num_patches * dim, model).reshape(-1, dim)
+    assert torch.equal(torch.from_numpy(decoded), symbols)
+    restored = quantizer.dequantize(torch.from_numpy(decoded))
+    inside = (modulations - quantizer.mean).abs() <= quantizer.clip_std * quantizer.std
+    assert float((restored - modulations)[inside].abs().max()) <= quantizer.step / 2 + 1e-6
+
+    with pytest.raises(BitstreamError, match="different model"):
+        unpack(path.read_bytes(), expected_model_id=model_id_of({"base.weight": torch.zeros(3, 3)}))
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x40
+    with pytest.raises(BitstreamError, match="checksum"):
+        unpack(bytes(damaged), expected_model_id=model_id)
+    assert np.array_equal(decode(read_payload, patches * dim, model), symbols.reshape(-1).numpy())
