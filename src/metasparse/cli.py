@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,20 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out = Console()
+
+
+@app.callback()
+def _global_options(
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads for torch (1 is often fastest on a busy or 2-core machine)"
+    ),
+) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise MetasparseError("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _progress():
@@ -273,6 +288,13 @@ def main(argv: list[str] | None = None) -> None:
     except torch_oom_errors() as e:
         console.print(f"error: out of memory ({str(e).splitlines()[0]}); use a smaller batch", markup=False)
         sys.exit(1)
+    except Exception as e:  # a bug, not a user error: still one line, the traceback on request
+        if os.environ.get("METASPARSE_DEBUG"):
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        console.print(f"internal error: {type(e).__name__}: {first} (set METASPARSE_DEBUG=1 for the traceback)",
+                      markup=False, highlight=False)
+        sys.exit(3)
 
 
 def torch_oom_errors():

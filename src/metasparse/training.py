@@ -101,7 +101,7 @@ class Trainer:
         self.masks: dict[str, torch.Tensor] | None = None
         self.problem = build_problem(config, self.masks)
         meta = self.problem.init_meta(init_generator, device=self.device)
-        self.learner = MetaLearner(self.problem, config.meta, meta)
+        self.learner = MetaLearner(self.problem, _meta_config_for(config, meta), meta)
         self.step = 0
         self.round = 0  # pruning rounds applied so far
         self.history: list[dict] = []
@@ -240,6 +240,15 @@ class Trainer:
     def save_round(self, k: int) -> None:
         path = self.run_dir / f"round_{k:02d}.safetensors"
         self.meta_model().save(path, {"round": k})
+
+
+def _meta_config_for(config: RunConfig, meta: dict):
+    """Gate locations (MSCN) get their own outer learning rate: ``problem.gate_lr_multiplier``."""
+    from .meta.mscn import GATE_META_KEY, with_gate_lr_multiplier
+
+    if GATE_META_KEY in meta:
+        return with_gate_lr_multiplier(config.meta, config.problem.gate_lr_multiplier)
+    return config.meta
 
 
 def _resume_key(config: RunConfig) -> str:
