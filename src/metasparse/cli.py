@@ -24,8 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Meta-learned sparse implicit neural representations (Meta-SparseINR, MSCN) and a codec built on them.",
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 @app.callback()

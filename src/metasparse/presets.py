@@ -105,3 +105,50 @@ register_preset(RunConfig(
     train=TrainConfig(steps=300, log_every=25, checkpoint_every=100),
     fit=FitConfig(steps=100, optimizer="adam", lr=1e-3, batch_size=16),
 ))
+
+# --------------------------------------------------------------------------------- MSCN
+
+CELEBA64_TRAIN = DataConfig(path="celeba/img_align_celeba_halfres", transform="crop_resize:89,64", split="celeba_train")
+CELEBA64_TEST = DataConfig(path="celeba/img_align_celeba_halfres", transform="crop_resize:89,64",
+                           split="celeba_test", limit=100)
+MSCN_MAML = MetaConfig(algorithm="maml", inner_steps=3, inner_lr=1e-2, meta_sgd=True, meta_sgd_init=(0.005, 0.1),
+                       outer_lr=3e-6, batch_size=32)
+
+register_preset(RunConfig(
+    name="mscn-updates-celeba64",
+    description="MSCN Eq. 9: gated (sparse) inner updates of a dense SIREN, MetaSGD, CelebA 64x64",
+    model=replace(PAPER_SIREN, w0=30.0),
+    problem=ProblemConfig(kind="mscn-updates", l0_weight=0.1, gate_init_keep=0.9, gate_lr_multiplier=10.0),
+    meta=replace(MSCN_MAML, inner_steps=2, outer_lr=1e-5, batch_size=3, meta_sgd_init=(0.001, 0.05)),
+    data=CELEBA64_TRAIN,
+    val_data=CELEBA64_TEST,
+    train=TrainConfig(steps=20_000, log_every=100, checkpoint_every=1000),
+    fit=FitConfig(steps=100, optimizer="adam", lr=1e-3, batch_size=32),
+))
+
+register_preset(RunConfig(
+    name="mscn-modulations-celeba64",
+    description="MSCN Eq. 10: gated shift modulations of a 15x512 SIREN (w0 30), budget 256, CelebA 64x64",
+    model=ModelConfig(kind="siren", width=512, depth=15, w0=30.0, bias_init="uniform"),
+    problem=ProblemConfig(kind="mscn-modulations", l0_weight=1.0, gate_init_keep=0.9, gate_lr_multiplier=10.0,
+                          target_count=256),
+    meta=MSCN_MAML,
+    data=CELEBA64_TRAIN,
+    val_data=CELEBA64_TEST,
+    train=TrainConfig(steps=100_000, log_every=100, checkpoint_every=1000),
+    fit=FitConfig(steps=3, optimizer="inner", batch_size=64),
+))
+
+# --------------------------------------------------------------------------------- codec
+
+register_preset(RunConfig(
+    name="codec-photos",
+    description="The bundled codec's network: MSCN sparse shifts of a CPU-sized 4x64 SIREN, 32x32 photo patches",
+    model=ModelConfig(kind="siren", width=64, depth=4, w0=30.0, bias_init="uniform"),
+    problem=ProblemConfig(kind="mscn-modulations", l0_weight=0.05, gate_init_keep=0.95, gate_lr_multiplier=10.0),
+    meta=MetaConfig(algorithm="maml", inner_steps=3, inner_lr=1e-2, meta_sgd=True, meta_sgd_init=(0.005, 0.1),
+                    outer_lr=3e-4, batch_size=32, grad_clip=1.0),
+    data=DataConfig(path="photos", split="train:0.15", patch=32),
+    train=TrainConfig(steps=20_000, log_every=50, checkpoint_every=250),
+    fit=FitConfig(steps=3, optimizer="inner", batch_size=256),
+))

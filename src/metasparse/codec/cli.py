@@ -1,0 +1,238 @@
+"""``metasparse compress | decompress | rd | codec-build``: the image codec on the command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
+
+EXTENSION = ".mspz"
+BUNDLED = {"default": "codec-default.safetensors"}
+
+
+def bundled_model_path(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("metasparse") / "pretrained" / BUNDLED[name]))
+
+
+def load_codec(model: str, device: str = "cpu"):
+    """A bundled model by name, or a codec model file."""
+    from ..training import resolve_device
+    from .model import ImageCodec
+
+    if model in BUNDLED:
+        path = bundled_model_path(model)
+        if not path.exists():
+            raise ModelError(f"the bundled model {model!r} is missing from this installation ({path.name})")
+    else:
+        path = Path(model)
+        if not path.exists():
+            raise ModelError(f"no bundled model named {model!r} and no file at {path} (bundled: {', '.join(BUNDLED)})")
+    return ImageCodec.load(path).to(resolve_device(device))
+
+
+def read_image(path: Path):
+    """uint8 (H, W, C) with C = 1 for greyscale sources and 3 otherwise (alpha composited on white)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..data.images import load_image
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; pass image files (or a shell glob such as {path}/*.png)")
+    try:
+        with Image.open(path) as im:
+            grey = im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    except (UnidentifiedImageError, OSError):
+        grey = False  # load_image reports the problem with the file
+    return load_image(path, channels=1 if grey else 3)
+
+
+def _output_for(source: Path, out: Path | None, suffix: str, many: bool) -> Path:
+    if out is None:
+        return source.with_suffix(suffix)
+    if many or out.is_dir() or str(out).endswith(("/", "\\")):
+        return out / (source.stem + suffix)
+    return out
+
+
+def _check_writable(target: Path, force: bool) -> None:
+    if target.exists() and not force:
+        raise MetasparseError(f"{target} exists; pass --force to overwrite it or -o to write elsewhere")
+
+
+def register(app: typer.Typer) -> None:
+    from ..cli import console, out
+
+    @app.command()
+    def compress(
+        images: list[Path] = typer.Argument(..., help="image files (PNG, JPEG, WebP, TIFF, BMP ...)"),
+        output: Path | None = typer.Option(None, "--output", "-o", help="output file, or folder for several inputs"),
+        model: str = typer.Option("default", "--model", "-m", help="bundled model name or a codec model file"),
+        quality: int | None = typer.Option(None, "--quality", "-q", help="1 (smallest files) … N (best quality)"),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+        force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
+        skip_existing: bool = typer.Option(False, "--skip-existing", help="leave outputs that exist and verify"),
+    ) -> None:
+        """Compress images to .mspz files (bpp and PSNR printed per file)."""
+        from ..io import write_atomic
+
+        codec = load_codec(model, device)
+        if quality is not None and not 1 <= quality <= codec.num_qualities:
+            raise ConfigError(f"--quality must be between 1 and {codec.num_qualities} for this model")
+        many = len(images) > 1
+        jobs = []
+        for source in images:
+            target = _output_for(source, output, EXTENSION, many)
+            if target.resolve() == source.resolve():
+                raise MetasparseError(f"output {target} would overwrite its input")
+            if skip_existing and _verifies(codec, target):
+                console.print(f"skip {target} (exists and verifies)", markup=False, highlight=False)
+                continue
+            _check_writable(target, force)
+            jobs.append((source, target))
+        if not jobs:
+            return
+        pictures = [read_image(s) for s, _ in jobs]
+        t0 = time.perf_counter()
+        results = codec.compress_images(pictures, quality)
+        seconds = time.perf_counter() - t0
+        for (source, target), result in zip(jobs, results):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, result.data)
+            out.print(
+                f"{source.name} → {target}  {result.width}x{result.height}  {len(result.data):,} bytes  "
+                f"{result.bpp:.3f} bpp  PSNR {result.psnr:.2f} dB  quality {result.quality}/{codec.num_qualities}",
+                markup=False, highlight=False,
+            )
+        out.print(f"{len(results)} image(s) in {seconds:.1f} s", markup=False, highlight=False)
+
+    @app.command()
+    def decompress(
+        files: list[Path] = typer.Argument(..., help=f"{EXTENSION} files"),
+        output: Path | None = typer.Option(None, "--output", "-o", help="output image (.png ...) or folder"),
+        model: str = typer.Option("default", "--model", "-m", help="the model the files were made with"),
+        original: Path | None = typer.Option(None, "--original", help="original image (or folder) to report PSNR"),
+        device: str = typer.Option("cpu", "--device"),
+        force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
+    ) -> None:
+        """Decompress .mspz files to PNG images."""
+        from ..data.images import save_image
+        from ..metrics_image import psnr
+
+        codec = load_codec(model, device)
+        many = len(files) > 1
+        for source in files:
+            if not source.exists():
+                raise DataError(f"{source}: no such file")
+            if source.is_dir():
+                raise DataError(f"{source} is a folder; pass {EXTENSION} files")
+            target = _output_for(source, output, ".png", many)
+            _check_writable(target, force)
+            t0 = time.perf_counter()
+            image = codec.decompress(source.read_bytes())
+            seconds = time.perf_counter() - t0
+            save_image(target, image)
+            h, w = image.shape[:2]
+            line = f"{source.name} → {target}  {w}x{h}  {8 * source.stat().st_size / (h * w):.3f} bpp  {seconds:.2f} s"
+            reference = _reference_for(source, original)
+            if reference is not None:
+                ref = read_image(reference)
+                if ref.shape != image.shape:
+                    raise DataError(f"{reference} is {ref.shape[1]}x{ref.shape[0]}, the file decodes to {w}x{h}")
+                line += f"  PSNR {psnr(ref, image):.2f} dB"
+            out.print(line, markup=False, highlight=False)
+
+    @app.command("codec-build")
+    def codec_build(
+        network: Path = typer.Argument(..., help="a trained mscn-modulations model (model.safetensors or its run dir)"),
+        data: str = typer.Option(..., "--data", help="training images the quantisers and entropy models are fitted on"),
+        split: str | None = typer.Option(None, "--split", help="named split of --data (e.g. train:0.15)"),
+        output: Path = typer.Option(..., "--output", "-o", help="codec model file to write"),
+        budgets: str = typer.Option("32,64,128,256", "--budgets", help="modulations per patch, one per quality"),
+        patches: int = typer.Option(2048, "--patches", help="random training patches to fit"),
+        steps: int = typer.Option(3, "--steps", help="encoder fitting steps"),
+        optimizer: str = typer.Option("inner", "--optimizer", help="inner (meta-learned rule), adam or sgd"),
+        lr: float = typer.Option(1e-2, "--lr", help="learning rate for adam/sgd"),
+        clip_std: float = typer.Option(3.0, "--clip-std", help="quantiser clipping range in standard deviations"),
+        max_loss_db: float = typer.Option(0.5, "--max-quant-loss", help="PSNR the quantiser may cost (dB)"),
+        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option("auto", "--device"),
+    ) -> None:
+        """Turn a trained network into a codec model: quantisers and entropy models per quality."""
+        import torch
+
+        from ..data.images import load_image_list
+        from ..data.patches import random_patches
+        from ..meta.fit import FitConfig
+        from ..training import MetaModel, resolve_device
+        from .model import build_codec
+
+        path = network / "model.safetensors" if network.is_dir() else network
+        trained = MetaModel.load(path)
+        patch = trained.config.data.patch or 32
+        try:
+            sizes = sorted(int(b) for b in budgets.split(","))
+        except ValueError:
+            raise ConfigError(f"--budgets must be comma-separated integers, got {budgets!r}") from None
+        images, _ = load_image_list(data, split=split)
+        crops = random_patches(images, patch, patches, torch.Generator().manual_seed(seed))
+        encoder = FitConfig(steps=steps, optimizer=optimizer, lr=lr, batch_size=256)
+        info = {"trained": {k: v for k, v in trained.info.items() if k in ("step", "round")},
+                "built_from": {"data": Path(data).name, "split": split, "patches": patches, "seed": seed}}
+        codec = build_codec(trained.config, trained.meta, crops, sizes, encoder, clip_std=clip_std,
+                            max_quantization_loss_db=max_loss_db, patch_size=patch, info=info,
+                            device=resolve_device(device),
+                            log=lambda s: out.print(s, markup=False, highlight=False))
+        codec.save(output)
+        out.print(f"codec model: {output} ({output.stat().st_size:,} bytes, {codec.num_qualities} qualities)",
+                  markup=False, highlight=False)
+
+    @app.command()
+    def rd(
+        data: str = typer.Option(..., "--data", help="folder (or files) of test images"),
+        split: str | None = typer.Option(None, "--split", help="named split of --data"),
+        limit: int | None = typer.Option(None, "--limit", help="use the first N images"),
+        model: str = typer.Option("default", "--model", "-m"),
+        codecs: str = typer.Option("jpeg,jpeg2000,webp,avif,hevc,jpegxl", "--codecs",
+                                   help="classical codecs to compare with (those not installed are skipped)"),
+        output: Path = typer.Option(Path("rd"), "--output", "-o", help="folder for rd.csv, rd_summary.csv, rd.png"),
+        device: str = typer.Option("cpu", "--device"),
+    ) -> None:
+        """Rate-distortion: PSNR and MS-SSIM vs real bpp for our codec and classical codecs."""
+        from .rd import run_rd
+
+        codec = load_codec(model, device)
+        run_rd(codec, data, output, split=split, limit=limit, codecs=[c for c in codecs.split(",") if c],
+               log=lambda s: console.print(s, markup=False, highlight=False))
+        out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
+                  markup=False, highlight=False)
+
+
+def _verifies(codec, target: Path) -> bool:
+    if not target.exists():
+        return False
+    try:
+        codec.read_header(target.read_bytes())
+    except (BitstreamError, OSError):
+        return False
+    return True
+
+
+def _reference_for(source: Path, original: Path | None) -> Path | None:
+    if original is None:
+        return None
+    if original.is_dir():
+        matches = sorted(p for p in original.iterdir() if p.stem == source.stem and p.suffix.lower() != EXTENSION)
+        if not matches:
+            raise DataError(f"no original named {source.stem}.* in {original}")
+        return matches[0]
+    return original
+
+
+__all__ = ["BUNDLED", "EXTENSION", "bundled_model_path", "load_codec", "read_image", "register"]

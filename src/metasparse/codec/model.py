@@ -1,0 +1,383 @@
+"""The image codec: a meta-learned network with sparse shift modulations, turned into files.
+
+Encoding an image (MSCN Section 5.3, COIN++ before it):
+
+1. cut it into ``patch_size`` x ``patch_size`` patches (edge-padded at the bottom and right);
+2. fit every patch at once from the meta-learned initialisation: the per-patch shifts ``m`` of a
+   SIREN whose modulation gates ``z`` are shared by all signals; a quality level keeps the
+   ``budget`` modulations with the largest gate locations ``log_alpha`` (one pattern for all
+   patches, so positions are never sent);
+3. quantise the kept shifts (training-set mean/std, clipped to ±R std, ``b`` bits) and range-code
+   them with a per-modulation frequency model fitted on the training set;
+4. write the container of :mod:`.bitstream`: header (model id, image size, patch size, quality,
+   quantiser settings), payload, CRC32.
+
+Decoding runs the network once per patch with the dequantised shifts. bpp is always
+``8 * file size / pixels`` with the header included.
+
+The model file (safetensors, no pickle) holds the meta-learned network, the quality levels
+(budget, quantiser, symbol frequencies) and the encoder's fitting settings; its id (a hash of
+everything the decoder depends on) is written into each file, so a file is never decoded with
+the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.func import vmap
+
+from .. import checkpoint as ckpt
+from ..config import RunConfig
+from ..data.patches import from_patches, to_patches
+from ..data.signals import grid_coordinates
+from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
+from ..meta.fit import FitConfig, fit_signals, psnr_from_mse
+from ..models.siren import build_model
+from ..problems_registry import build_problem
+from .bitstream import Header, model_id_of, pack, unpack
+from .entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
+from .quantize import Quantizer, fit_quantizer
+
+CODEC_KIND = "image-codec"
+CODEC_VERSION = 1
+
+__all__ = ["CompressedImage", "ImageCodec", "QualityLevel", "build_codec"]
+
+
+@dataclass(frozen=True)
+class QualityLevel:
+    """One rate: how many modulations a patch sends, and how they are quantised and coded."""
+
+    budget: int
+    quantizer: Quantizer
+    symbol_model: SymbolModel
+
+
+@dataclass
+class CompressedImage:
+    """What :meth:`ImageCodec.compress_images` returns per image."""
+
+    data: bytes
+    height: int
+    width: int
+    channels: int
+    quality: int  # 1-based, as the CLI shows it
+    reconstruction: np.ndarray  # uint8 (H, W, C): exactly what the decoder will produce
+    psnr: float  # of the reconstruction against the input
+    estimated_bytes: float  # ideal code length of the payload + container, for comparison only
+
+    @property
+    def bpp(self) -> float:
+        return 8.0 * len(self.data) / (self.height * self.width)
+
+
+class ImageCodec:
+    """Compress images to bytes and back with a meta-learned sparse-modulation network."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        meta: dict[str, dict[str, torch.Tensor]],
+        levels: Sequence[QualityLevel],
+        encoder: FitConfig,
+        patch_size: int = 32,
+        info: dict | None = None,
+    ):
+        if config.problem.kind not in ("mscn-modulations",):
+            raise ModelError(f"an image codec needs an mscn-modulations network, got {config.problem.kind!r}")
+        if config.model.in_dim != 2 or config.model.out_dim != 3:
+            raise ModelError("an image codec needs a network from 2-D coordinates to RGB")
+        if not levels:
+            raise ModelError("an image codec needs at least one quality level")
+        self.config = config
+        self.meta = {g: {k: v.detach().float().cpu() for k, v in d.items()} for g, d in meta.items()}
+        self.levels = list(levels)
+        self.encoder = encoder
+        self.patch_size = int(patch_size)
+        self.info = dict(info or {})
+        self.device = torch.device("cpu")
+        self._coords = grid_coordinates((self.patch_size, self.patch_size)).reshape(-1, 2)
+        self.num_modulations = build_model(config.model).num_modulations
+        self.model_id = self._model_id()
+
+    # -- identity and levels ------------------------------------------------------------------
+    def _model_id(self) -> bytes:
+        tensors = dict(ckpt.flatten(self.meta, "meta/"))
+        for i, level in enumerate(self.levels):
+            tensors[f"level{i}/frequencies"] = torch.tensor(level.symbol_model.frequencies)
+            q = level.quantizer
+            tensors[f"level{i}/quantizer"] = torch.tensor([q.mean, q.std, q.clip_std, q.bits, level.budget],
+                                                          dtype=torch.float64)
+        tensors["patch_size"] = torch.tensor([self.patch_size])
+        return model_id_of(tensors)
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.levels)
+
+    @property
+    def default_quality(self) -> int:
+        return int(self.info.get("default_quality", (self.num_qualities + 1) // 2))
+
+    def level(self, quality: int) -> QualityLevel:
+        if not 1 <= quality <= self.num_qualities:
+            raise ConfigError(f"quality must be between 1 and {self.num_qualities} for this model, got {quality}")
+        return self.levels[quality - 1]
+
+    def to(self, device: str | torch.device) -> ImageCodec:
+        self.device = torch.device(device)
+        self.meta = {g: {k: v.to(self.device) for k, v in d.items()} for g, d in self.meta.items()}
+        self._coords = self._coords.to(self.device)
+        return self
+
+    def problem(self, budget: int):
+        config = dataclasses.replace(self.config, problem=dataclasses.replace(self.config.problem, target_count=budget))
+        return build_problem(config, None)
+
+    def kept_indices(self, budget: int) -> torch.Tensor:
+        """The modulations every patch sends at this budget (sorted: the shared sparsity pattern)."""
+        return self.problem(budget).kept_modulations(self.meta).sort().values
+
+    # -- the signal path -----------------------------------------------------------------------
+    def fit_patches(self, patches: torch.Tensor, budget: int) -> torch.Tensor:
+        """Adapted shifts ``(N, num_modulations)`` for ``patches`` (N, P*P, 3) in [0, 1]."""
+        result = fit_signals(self.problem(budget), self.meta, self._coords, patches, self.encoder)
+        return result.fast["code"]
+
+    def render(self, code: torch.Tensor, budget: int, chunk: int = 512) -> torch.Tensor:
+        """Patches ``(N, P*P, 3)`` in [0, 1] from shifts ``(N, num_modulations)``."""
+        problem = self.problem(budget)
+        noise = problem.eval_noise(self.meta)
+        out = []
+        with torch.no_grad():
+            for start in range(0, code.shape[0], chunk):
+                fast = {"code": code[start:start + chunk].to(self.device)}
+                out.append(vmap(lambda f: problem.predict(f, self.meta, self._coords, noise))(fast).clamp_(0, 1))
+        return torch.cat(out) if out else code.new_zeros((0, self._coords.shape[0], 3))
+
+    def _dequantized_code(self, symbols: torch.Tensor, level: QualityLevel) -> torch.Tensor:
+        kept = self.kept_indices(level.budget).to(self.device)
+        code = torch.zeros(symbols.shape[0], self.num_modulations, device=self.device)
+        code[:, kept] = level.quantizer.dequantize(symbols).to(self.device)
+        return code
+
+    # -- images <-> bytes ------------------------------------------------------------------------
+    def compress(self, image: np.ndarray, quality: int | None = None) -> CompressedImage:
+        return self.compress_images([image], quality)[0]
+
+    def compress_images(self, images: Sequence[np.ndarray], quality: int | None = None) -> list[CompressedImage]:
+        """Compress several uint8 images (H, W), (H, W, 1) or (H, W, 3); their patches are fitted together."""
+        quality = self.default_quality if quality is None else int(quality)
+        level = self.level(quality)
+        prepared = [_as_rgb_uint8(im) for im in images]
+        cut = [to_patches(torch.from_numpy(rgb), self.patch_size) for rgb, _ in prepared]
+        counts = [p.shape[0] for p, _, _ in cut]
+        patches = torch.cat([p for p, _, _ in cut]).to(self.device).reshape(sum(counts), -1, 3).float() / 255.0
+        code = self.fit_patches(patches, level.budget)
+        kept = self.kept_indices(level.budget).to(self.device)
+        symbols = level.quantizer.quantize(code[:, kept].detach().cpu())
+        decoded = self.render(self._dequantized_code(symbols, level), level.budget)
+        results, start = [], 0
+        for (rgb, channels), (_, grid, _), count in zip(prepared, cut, counts):
+            sym = symbols[start:start + count]
+            header = Header(
+                model_id=self.model_id, height=rgb.shape[0], width=rgb.shape[1], channels=channels, bit_depth=8,
+                patch_size=self.patch_size, quality_index=quality - 1, quant_bits=level.quantizer.bits,
+                clip_std=level.quantizer.clip_std, num_patches=count,
+            )
+            payload = encode(sym.numpy(), level.symbol_model)
+            data = pack(header, payload)
+            image = self._assemble(decoded[start:start + count], grid, rgb.shape[:2], channels)
+            reference = rgb if channels == 3 else rgb[:, :, :1]
+            mse = np.mean((image.astype(np.float64) - reference.astype(np.float64)) ** 2) / 255.0**2
+            results.append(CompressedImage(
+                data=data, height=rgb.shape[0], width=rgb.shape[1], channels=channels, quality=quality,
+                reconstruction=image, psnr=float(psnr_from_mse(torch.tensor(mse))),
+                estimated_bytes=estimated_bits(sym.numpy(), level.symbol_model) / 8 + (len(data) - len(payload)),
+            ))
+            start += count
+        return results
+
+    def _assemble(self, patches: torch.Tensor, grid, size, channels: int) -> np.ndarray:
+        p = self.patch_size
+        image = from_patches(patches.reshape(-1, p, p, 3).cpu(), grid, size)
+        if channels == 1:
+            image = image.mean(dim=2, keepdim=True)
+        return np.floor(image.numpy().astype(np.float64) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+
+    def read_header(self, data: bytes) -> Header:
+        header, _ = unpack(data, expected_model_id=self.model_id)
+        self._check_header(header)
+        return header
+
+    def _check_header(self, header: Header) -> QualityLevel:
+        if header.patch_size != self.patch_size:
+            raise BitstreamError(f"patch size {header.patch_size} does not match the model's {self.patch_size}")
+        if not header.quality_index < self.num_qualities:
+            raise BitstreamError(f"quality index {header.quality_index} does not exist in this model")
+        if header.channels not in (1, 3):
+            raise BitstreamError(f"unsupported channel count {header.channels}")
+        level = self.levels[header.quality_index]
+        if header.quant_bits != level.quantizer.bits or header.clip_std != level.quantizer.clip_std:
+            raise BitstreamError("quantisation settings in the file do not match the model's quality level")
+        return level
+
+    def decompress(self, data: bytes) -> np.ndarray:
+        """uint8 image (H, W, C) from a file's bytes; ``BitstreamError`` for anything wrong with them."""
+        header, payload = unpack(data, expected_model_id=self.model_id)
+        level = self._check_header(header)
+        count = header.num_patches * level.budget
+        # The model bounds how few bits any patch can take: a short payload announcing many
+        # patches is refused before anything of that size is allocated.
+        if 8 * len(payload) + 64 < 0.99 * header.num_patches * _min_bits_per_patch(level):
+            raise BitstreamError(
+                f"corrupt file: {len(payload)} payload bytes cannot hold {header.num_patches} patches"
+            )
+        symbols = decode(payload, count, level.symbol_model).reshape(header.num_patches, level.budget)
+        code = self._dequantized_code(torch.from_numpy(symbols), level)
+        patches = self.render(code, level.budget)
+        grid = (-(-header.height // self.patch_size), -(-header.width // self.patch_size))
+        return self._assemble(patches, grid, (header.height, header.width), header.channels)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        tensors = {"meta": self.meta, "levels": {
+            str(i): {"frequencies": torch.tensor(level.symbol_model.frequencies)}
+            for i, level in enumerate(self.levels)
+        }}
+        info = {
+            "kind": CODEC_KIND,
+            "codec_version": CODEC_VERSION,
+            "config": self.config.to_dict(),
+            "patch_size": self.patch_size,
+            "encoder": dataclasses.asdict(self.encoder),
+            "levels": [{"budget": lv.budget, "quantizer": lv.quantizer.to_dict()} for lv in self.levels],
+            "model_id": self.model_id.hex(),
+            **{k: v for k, v in self.info.items() if k not in ("kind", "config", "levels", "model_id")},
+        }
+        ckpt.save(path, {k: {kk: {n: t.cpu() for n, t in vv.items()} for kk, vv in v.items()} for k, v in tensors.items()},
+                  info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ImageCodec:
+        flat, info = ckpt.load(path, "cpu")
+        if info.get("kind") != CODEC_KIND:
+            raise ModelError(
+                f"{path} is not an image codec model (kind {info.get('kind')!r}); "
+                "make one from a trained network with `metasparse codec-build`"
+            )
+        if info.get("codec_version") != CODEC_VERSION:
+            raise ModelError(f"{path}: unsupported codec model version {info.get('codec_version')!r}")
+        try:
+            config = RunConfig.from_dict(info["config"])
+            meta = ckpt.unflatten(flat, "meta/")
+            levels = []
+            for i, spec in enumerate(info["levels"]):
+                freq = flat[f"levels/{i}/frequencies"].numpy()
+                levels.append(QualityLevel(int(spec["budget"]), Quantizer.from_dict(spec["quantizer"]),
+                                           SymbolModel(freq)))
+            encoder = FitConfig(**info["encoder"])
+            codec = cls(config, meta, levels, encoder, int(info["patch_size"]),
+                        {k: v for k, v in info.items() if k not in ("config", "levels", "encoder", "format", "version")})
+        except MetasparseError as e:
+            raise ModelError(f"{path}: invalid codec model ({e})") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{path}: invalid codec model ({type(e).__name__}: {e})") from None
+        stored = info.get("model_id")
+        if stored is not None and stored != codec.model_id.hex():
+            raise ModelError(f"{path}: the model's contents do not match its id (corrupt file)")
+        return codec
+
+
+def _min_bits_per_patch(level: QualityLevel) -> float:
+    frequencies = level.symbol_model.frequencies.astype(np.float64)
+    best = -np.log2(frequencies.max(axis=1) / frequencies.sum(axis=1))
+    if best.shape[0] == 1:
+        return float(best[0] * level.budget)
+    return float(best[: level.budget].sum())
+
+
+def _as_rgb_uint8(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """(H, W, 3) uint8 and the channel count to restore (1 for greyscale)."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise DataError(f"the codec takes 8-bit images, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+        raise DataError(f"expected a greyscale or RGB image, got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise DataError(f"cannot compress an empty image of size {arr.shape[1]}x{arr.shape[0]}")
+    channels = arr.shape[2]
+    if channels == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr), channels
+
+
+# --------------------------------------------------------------------------------- building
+
+
+def _uniform_model(num_symbols: int) -> SymbolModel:
+    # A stand-in while a level's real model is being fitted (rendering does not use it).
+    return fit_symbol_model(np.arange(num_symbols), num_symbols, per_position=False)
+
+
+def build_codec(
+    config: RunConfig,
+    meta: dict[str, dict[str, torch.Tensor]],
+    patches: torch.Tensor,
+    budgets: Sequence[int],
+    encoder: FitConfig,
+    bits_choices: Sequence[int] = (3, 4, 5, 6, 7, 8),
+    clip_std: float = 3.0,
+    max_quantization_loss_db: float = 0.5,
+    patch_size: int = 32,
+    info: dict | None = None,
+    device: str | torch.device = "cpu",
+    log=lambda s: None,
+) -> ImageCodec:
+    """Make a codec from a trained mscn-modulations network and uint8 training patches (N, P, P, 3).
+
+    Per budget: fit the training patches, take the kept shifts, and pick the fewest bits whose
+    quantisation costs at most ``max_quantization_loss_db`` of PSNR on these patches; then fit a
+    per-modulation frequency model on their symbols.
+    """
+    num_modulations = build_problem(config, None).model.num_modulations
+    for b in budgets:
+        if not 1 <= b <= num_modulations:
+            raise ConfigError(f"budget {b} outside [1, {num_modulations}] modulations of this network")
+    placeholder = [QualityLevel(b, fit_quantizer(torch.zeros(2), 8, clip_std), _uniform_model(256))
+                   for b in budgets]
+    codec = ImageCodec(config, meta, placeholder, encoder, patch_size, info).to(device)
+    targets = patches.to(device).reshape(patches.shape[0], -1, 3).float() / 255.0
+    levels = []
+    for budget in budgets:
+        t0 = time.perf_counter()
+        code = codec.fit_patches(targets, budget)
+        kept = codec.kept_indices(budget).to(device)
+        values = code[:, kept].detach().cpu()
+        exact = psnr_from_mse(((codec.render(code, budget) - targets) ** 2).mean()).item()
+        chosen = None
+        for bits in bits_choices:
+            quantizer = fit_quantizer(values.reshape(-1), bits, clip_std)
+            symbols = quantizer.quantize(values)
+            candidate = QualityLevel(budget, quantizer, _uniform_model(quantizer.num_symbols))
+            recon = codec.render(codec._dequantized_code(symbols, candidate), budget)
+            quantized = psnr_from_mse(((recon - targets) ** 2).mean()).item()
+            chosen = (quantizer, symbols, quantized)
+            if exact - quantized <= max_quantization_loss_db:
+                break
+        quantizer, symbols, quantized = chosen
+        model = fit_symbol_model(symbols.numpy(), quantizer.num_symbols, per_position=True)
+        levels.append(QualityLevel(budget, quantizer, model))
+        bits_per_patch = estimated_bits(symbols.numpy(), model) / symbols.shape[0]
+        log(f"budget {budget}: {quantizer.bits} bits, train PSNR {exact:.2f} dB → {quantized:.2f} dB quantised, "
+            f"~{bits_per_patch / patch_size**2:.3f} bpp ({time.perf_counter() - t0:.0f} s)")
+    return ImageCodec(config, meta, levels, encoder, patch_size, info)

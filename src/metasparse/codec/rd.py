@@ -1,0 +1,133 @@
+"""Rate-distortion evaluation: our codec and classical codecs on the same images, real bytes only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..data.images import load_image_list
+from ..errors import DataError
+from ..io import write_atomic
+from ..metrics_image import ms_ssim, psnr
+from . import baselines
+
+FIELDS = ["image", "codec", "quality", "bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s"]
+
+
+def run_rd(codec, data: str, output: Path, split=None, limit=None, codecs=(), log=lambda s: None) -> list[dict]:
+    """Every quality of ``codec`` and of each classical codec on every image; writes CSVs and a plot."""
+    tensors, names = load_image_list(data, split=split, limit=limit)
+    if not tensors:
+        raise DataError(f"no images in {data}")
+    images = [t.numpy() for t in tensors]
+    pixels = [im.shape[0] * im.shape[1] for im in images]
+    rows: list[dict] = []
+    for quality in range(1, codec.num_qualities + 1):
+        t0 = time.perf_counter()
+        results = codec.compress_images(images, quality)
+        encode_s = (time.perf_counter() - t0) / len(images)
+        for name, image, result, n in zip(names, images, results, pixels):
+            t1 = time.perf_counter()
+            decoded = codec.decompress(result.data)
+            decode_s = time.perf_counter() - t1
+            if not np.array_equal(decoded, result.reconstruction):
+                raise RuntimeError(f"{name}: decoder output differs from the encoder's reconstruction")
+            rows.append(_row(name, "metasparse", quality, len(result.data), n, image, decoded, encode_s, decode_s))
+        log(f"metasparse quality {quality}: {_mean(rows, 'metasparse', quality)}")
+    missing = baselines.unavailable_codecs()
+    for name in codecs:
+        if name in missing:
+            log(f"skipping {name}: {missing[name]}")
+            continue
+        for quality in baselines.default_qualities(name):
+            for image_name, image, n in zip(names, images, pixels):
+                t0 = time.perf_counter()
+                decoded, size = baselines.encode_decode(name, image, quality)
+                seconds = time.perf_counter() - t0
+                rows.append(_row(image_name, name, quality, size, n, image, decoded, seconds, float("nan")))
+        log(f"{name}: done")
+    output.mkdir(parents=True, exist_ok=True)
+    write_atomic(output / "rd.csv", _csv(rows, FIELDS))
+    summary = summarise(rows)
+    write_atomic(output / "rd_summary.csv", _csv(summary, list(summary[0])))
+    write_atomic(output / "rd_summary.json", json.dumps(
+        {"images": len(images), "data": Path(data).name, "split": split, "summary": summary}, indent=2))
+    plot(summary, output / "rd.png", title=f"{Path(data).name}: {len(images)} images")
+    return rows
+
+
+def _row(image, codec, quality, size, n_pixels, original, decoded, encode_s, decode_s) -> dict:
+    return {
+        "image": image, "codec": codec, "quality": quality, "bytes": size, "bpp": 8.0 * size / n_pixels,
+        "psnr": psnr(original, decoded), "ms_ssim": ms_ssim(original, decoded),
+        "encode_s": encode_s, "decode_s": decode_s,
+    }
+
+
+def _mean(rows, codec, quality) -> str:
+    sel = [r for r in rows if r["codec"] == codec and r["quality"] == quality]
+    return (f"{np.mean([r['bpp'] for r in sel]):.3f} bpp, {np.mean([r['psnr'] for r in sel]):.2f} dB, "
+            f"MS-SSIM {np.mean([r['ms_ssim'] for r in sel]):.4f}")
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean bpp / PSNR / MS-SSIM / times per (codec, quality), PSNR also as mean ± std."""
+    groups: dict = defaultdict(list)
+    for r in rows:
+        groups[(r["codec"], r["quality"])].append(r)
+    summary = []
+    for (name, quality), sel in groups.items():
+        summary.append({
+            "codec": name, "quality": quality, "images": len(sel),
+            "bpp": float(np.mean([r["bpp"] for r in sel])),
+            "psnr": float(np.mean([r["psnr"] for r in sel])),
+            "psnr_std": float(np.std([r["psnr"] for r in sel])),
+            "ms_ssim": float(np.mean([r["ms_ssim"] for r in sel])),
+            "encode_s": float(np.mean([r["encode_s"] for r in sel])),
+            "decode_s": float(np.nanmean([r["decode_s"] for r in sel])) if name == "metasparse" else float("nan"),
+        })
+    return summary
+
+
+def _csv(rows: list[dict], fields: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in fields})
+    return buffer.getvalue()
+
+
+def plot(summary: list[dict], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    by_codec: dict = defaultdict(list)
+    for s in summary:
+        by_codec[s["codec"]].append(s)
+    for name, points in by_codec.items():
+        points = sorted(points, key=lambda s: s["bpp"])
+        style = {"marker": "o", "linewidth": 2.5 if name == "metasparse" else 1.2}
+        for ax, key in zip(axes, ("psnr", "ms_ssim")):
+            ax.plot([p["bpp"] for p in points], [p[key] for p in points], label=name, **style)
+    for ax, label in zip(axes, ("PSNR (dB)", "MS-SSIM")):
+        ax.set_xlabel("bits per pixel (real file sizes)")
+        ax.set_ylabel(label)
+        ax.set_xlim(0, min(2.0, max(s["bpp"] for s in summary) * 1.05))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())

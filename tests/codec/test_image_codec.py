@@ -1,0 +1,171 @@
+"""The image codec end to end: fit, quantise, code, pack, and back; a fuzzed decoder; the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from metasparse.codec.bitstream import Header, pack, unpack
+from metasparse.codec.model import ImageCodec, build_codec
+from metasparse.config import ProblemConfig, RunConfig
+from metasparse.errors import BitstreamError, ConfigError, DataError, ModelError
+from metasparse.meta.engine import MetaConfig
+from metasparse.meta.fit import FitConfig
+from metasparse.models.siren import ModelConfig
+from metasparse.problems_registry import build_problem
+
+PATCH = 8
+
+
+def tiny_codec(seed: int = 0) -> ImageCodec:
+    config = RunConfig(
+        model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0),
+        problem=ProblemConfig(kind="mscn-modulations"),
+        meta=MetaConfig(inner_steps=2, meta_sgd=True, meta_sgd_init=(0.005, 0.1)),
+    )
+    meta = build_problem(config, None).init_meta(torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    patches = torch.randint(0, 256, (48, PATCH, PATCH, 3), generator=generator, dtype=torch.uint8)
+    encoder = FitConfig(steps=2, optimizer="inner", batch_size=64)
+    return build_codec(config, meta, patches, [4, 16], encoder, patch_size=PATCH)
+
+
+@pytest.fixture(scope="module")
+def codec() -> ImageCodec:
+    return tiny_codec()
+
+
+def smooth_image(h: int, w: int, channels: int = 3) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    planes = [128 + 100 * np.sin(x / 5 + c) * np.cos(y / 7) for c in range(channels)]
+    return np.stack(planes, axis=-1).clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (13, 21), (1, 1), (17, 3)])
+def test_round_trip_decodes_exactly_what_the_encoder_reported(codec, size) -> None:
+    image = smooth_image(*size)
+    for quality in (1, 2):
+        result = codec.compress(image, quality)
+        decoded = codec.decompress(result.data)
+        assert decoded.shape == image.shape and decoded.dtype == np.uint8
+        assert np.array_equal(decoded, result.reconstruction)
+        assert result.bpp == pytest.approx(8 * len(result.data) / (size[0] * size[1]))
+        header, payload = unpack(result.data, expected_model_id=codec.model_id)
+        assert (header.height, header.width, header.quality_index) == (size[0], size[1], quality - 1)
+        assert header.num_patches == -(-size[0] // PATCH) * -(-size[1] // PATCH)
+
+
+def test_more_modulations_cost_more_bytes_and_fit_better(codec) -> None:
+    image = smooth_image(32, 32)
+    low, high = codec.compress(image, 1), codec.compress(image, 2)
+    assert len(high.data) > len(low.data)
+    assert high.psnr > low.psnr - 0.5  # an untrained net: no strict gain, but never much worse
+
+
+def test_greyscale_comes_back_greyscale(codec) -> None:
+    grey = smooth_image(10, 12, channels=1)[:, :, 0]
+    result = codec.compress(grey)
+    decoded = codec.decompress(result.data)
+    assert decoded.shape == (10, 12, 1)
+    assert unpack(result.data)[0].channels == 1
+
+
+def test_bad_images_are_refused(codec) -> None:
+    with pytest.raises(DataError):
+        codec.compress(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(DataError):
+        codec.compress(np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(DataError):
+        codec.compress(np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(ConfigError):
+        codec.compress(smooth_image(4, 4), quality=3)
+
+
+def test_batched_compression_equals_one_by_one(codec) -> None:
+    images = [smooth_image(9, 9), smooth_image(16, 24)]
+    together = codec.compress_images(images, 2)
+    alone = [codec.compress(im, 2) for im in images]
+    for a, b in zip(together, alone):
+        assert np.array_equal(codec.decompress(a.data), codec.decompress(b.data))
+        assert abs(len(a.data) - len(b.data)) <= 4
+
+
+def test_save_load_keeps_the_model_and_its_id(codec, tmp_path) -> None:
+    path = tmp_path / "codec.safetensors"
+    codec.save(path)
+    loaded = ImageCodec.load(path)
+    assert loaded.model_id == codec.model_id
+    data = codec.compress(smooth_image(12, 12)).data
+    assert np.array_equal(loaded.decompress(data), codec.decompress(data))
+
+
+def test_a_file_from_another_model_is_refused(codec) -> None:
+    other = tiny_codec(seed=1)
+    data = other.compress(smooth_image(8, 8)).data
+    with pytest.raises(BitstreamError, match="different model"):
+        codec.decompress(data)
+
+
+def test_a_non_codec_model_file_is_refused(tmp_path) -> None:
+    (tmp_path / "x.safetensors").write_bytes(b"not a model")
+    with pytest.raises(ModelError):
+        ImageCodec.load(tmp_path / "x.safetensors")
+
+
+def test_absurd_patch_counts_with_a_tiny_payload_are_refused(codec) -> None:
+    data = codec.compress(smooth_image(8, 8), 2).data
+    header, payload = unpack(data)
+    huge = dataclasses.replace(header, height=8000, width=8000, num_patches=1000 * 1000)
+    with pytest.raises(BitstreamError):
+        codec.decompress(pack(huge, payload))
+
+
+def test_fuzzed_files_fail_cleanly(codec) -> None:
+    """Hundreds of mutated files: each decodes to an image of the announced size or is refused
+    with a BitstreamError, never another exception."""
+    rng = np.random.default_rng(0)
+    original = codec.compress(smooth_image(20, 20), 2).data
+    header, payload = unpack(original)
+    outcomes = {"refused": 0, "decoded": 0}
+    for trial in range(300):
+        kind = trial % 4
+        data = bytearray(original)
+        if kind == 0:  # random byte flips anywhere (caught by the checksum or the field checks)
+            for _ in range(rng.integers(1, 4)):
+                data[rng.integers(len(data))] ^= int(rng.integers(1, 256))
+        elif kind == 1:  # truncation or trailing garbage
+            cut = int(rng.integers(0, len(data)))
+            data = data[:cut] if trial % 8 == 1 else data + bytes(rng.integers(0, 256, cut % 7 + 1, dtype=np.uint8))
+        elif kind == 2:  # a re-checksummed corrupt payload: the entropy decoder's own robustness
+            body = bytearray(payload) or bytearray(b"\0")
+            body[rng.integers(len(body))] ^= int(rng.integers(1, 256))
+            if rng.random() < 0.3:
+                body = body[: rng.integers(0, len(body) + 1)]
+            data = bytearray(pack(header, bytes(body)))
+        else:  # re-checksummed headers with other field values
+            field = ["height", "width", "quality_index", "quant_bits", "patch_size", "channels"][trial % 6]
+            value = int(rng.choice([0, 1, 2, 3, 7, 255, 65535]))
+            changed = dataclasses.replace(header, **{field: value})
+            try:
+                data = bytearray(pack(changed, payload))
+            except BitstreamError:
+                outcomes["refused"] += 1
+                continue
+        try:
+            image = codec.decompress(bytes(data))
+        except BitstreamError:
+            outcomes["refused"] += 1
+        else:
+            h, _ = unpack(bytes(data))
+            assert image.shape[:2] == (h.height, h.width)
+            outcomes["decoded"] += 1
+    assert outcomes["refused"] > 200
+
+
+def test_header_rejects_zero_sized_images() -> None:
+    with pytest.raises(BitstreamError):
+        pack(Header(model_id=b"\0" * 16, height=0, width=0, channels=3, bit_depth=8, patch_size=32,
+                    quality_index=0, quant_bits=4, clip_std=3.0, num_patches=0), b"")
