@@ -53,7 +53,7 @@ def test_round_trip_decodes_exactly_what_the_encoder_reported(codec, size) -> No
         assert decoded.shape == image.shape and decoded.dtype == np.uint8
         assert np.array_equal(decoded, result.reconstruction)
         assert result.bpp == pytest.approx(8 * len(result.data) / (size[0] * size[1]))
-        header, payload = unpack(result.data, expected_model_id=codec.model_id)
+        header, _ = unpack(result.data, expected_model_id=codec.model_id)
         assert (header.height, header.width, header.quality_index) == (size[0], size[1], quality - 1)
         assert header.num_patches == -(-size[0] // PATCH) * -(-size[1] // PATCH)
 
