@@ -53,6 +53,23 @@ def read_image(path: Path):
     return load_image(path, channels=1 if grey else 3)
 
 
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """``samples`` stands for a few photos that scikit-image installs (no download)."""
+    from ..data import samples
+
+    expanded: list[Path] = []
+    for p in paths:
+        if str(p) == "samples" and not p.exists():
+            expanded += [samples.sample_dir() / samples.SAMPLE_FILES[n] for n in SAMPLE_PHOTOS
+                         if (samples.sample_dir() / samples.SAMPLE_FILES[n]).is_file()]
+        else:
+            expanded.append(p)
+    return expanded
+
+
 def _output_for(source: Path, out: Path | None, suffix: str, many: bool) -> Path:
     if out is None:
         return source.with_suffix(suffix)
@@ -71,7 +88,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def compress(
-        images: list[Path] = typer.Argument(..., help="image files (PNG, JPEG, WebP, TIFF, BMP ...)"),
+        images: list[Path] = typer.Argument(..., help="image files (PNG, JPEG, WebP, TIFF, BMP ...); "
+                                            "'samples' for a few photos scikit-image installs"),
         output: Path | None = typer.Option(None, "--output", "-o", help="output file, or folder for several inputs"),
         model: str = typer.Option("default", "--model", "-m", help="bundled model name or a codec model file"),
         quality: int | None = typer.Option(None, "--quality", "-q", help="1 (smallest files) … N (best quality)"),
@@ -85,6 +103,9 @@ def register(app: typer.Typer) -> None:
         codec = load_codec(model, device)
         if quality is not None and not 1 <= quality <= codec.num_qualities:
             raise ConfigError(f"--quality must be between 1 and {codec.num_qualities} for this model")
+        if output is None and any(str(p) == "samples" and not p.exists() for p in images):
+            output = Path("compressed")  # never write next to files inside an installed package
+        images = expand_inputs(images)
         many = len(images) > 1
         jobs = []
         for source in images:
@@ -227,6 +248,10 @@ def _verifies(codec, target: Path) -> bool:
 def _reference_for(source: Path, original: Path | None) -> Path | None:
     if original is None:
         return None
+    if str(original) == "samples" and not original.exists():
+        from ..data.samples import sample_dir
+
+        original = sample_dir()
     if original.is_dir():
         matches = sorted(p for p in original.iterdir() if p.stem == source.stem and p.suffix.lower() != EXTENSION)
         if not matches:
