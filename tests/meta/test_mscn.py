@@ -191,3 +191,19 @@ def test_search_l0_weight_and_lr_multiplier():
     assert dict(cfg.group_lr_multipliers)[GATE_META_KEY] == 30.0
     explicit = MetaConfig(group_lr_multipliers=((GATE_META_KEY, 5.0),))
     assert with_gate_lr_multiplier(explicit, 30.0) is explicit
+
+
+def test_training_gates_respect_the_budget_and_still_train_the_kept_ones():
+    problem = make(GatedModulationProblem, gate_init_keep=0.9, target_count=4)
+    meta = problem.init_meta(torch.Generator().manual_seed(0))
+    for seed in range(5):
+        noise = problem.sample_noise(meta, torch.Generator().manual_seed(seed))
+        z = problem.gates(meta, noise)["code"]
+        assert int((z != 0).sum()) <= 4
+        kept = torch.zeros_like(z, dtype=torch.bool)
+        kept[torch.topk(meta[GATE_META_KEY]["code"], 4).indices] = True
+        assert (z[~kept] == 0).all()
+    la = meta[GATE_META_KEY]["code"].clone().requires_grad_(True)
+    z = problem.gates({**meta, GATE_META_KEY: {"code": la}}, noise)["code"]
+    (g,) = torch.autograd.grad(z.sum(), la)
+    assert (g[~kept] == 0).all() and (g[kept] != 0).any()

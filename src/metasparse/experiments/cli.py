@@ -21,6 +21,9 @@ def register(app) -> None:
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto"),
         threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch"),
         list_: bool = typer.Option(False, "--list", help="list the experiments and scales"),
+        hq_data: str | None = typer.Option(
+            None, "--hq-data", help="MSCN experiments: CelebA-HQ faces as a second test set"
+        ),
     ) -> None:
         """Run a paper experiment (fig2, fig3); re-running the same command resumes it."""
         import torch
@@ -29,6 +32,7 @@ def register(app) -> None:
 
         from ..errors import MetasparseError
         from ..training import resolve_device
+        from .mscn import MSCN_EXPERIMENTS, run_mscn_experiment
         from .runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
 
         out = Console()
@@ -39,6 +43,8 @@ def register(app) -> None:
             t.add_column("description")
             for e in EXPERIMENTS.values():
                 t.add_row(e.name, e.description)
+            for mscn_name, description in MSCN_EXPERIMENTS.items():
+                t.add_row(mscn_name, description + " (--data: CelebA half-res faces)")
             out.print(t)
             s = Table(title="scales")
             for col in ("scale", "image", "network", "dense + rounds x steps", "fit steps", "seeds"):
@@ -55,6 +61,12 @@ def register(app) -> None:
             torch.set_num_threads(threads)
         run_dir = Path(out_dir) if out_dir else Path("runs") / "experiments" / name
         err.print(f"[bold]metasparse experiment[/] {name} at the {scale} scale → {run_dir}")
+        if name in MSCN_EXPERIMENTS:
+            files = run_mscn_experiment(name, scale, data, run_dir, hq_data=hq_data, device=resolve_device(device),
+                                        log=lambda s: err.print(s, markup=False, highlight=False))
+            for f in files:
+                out.print(str(f))
+            return
         rows, files = run_experiment(name, scale, data, run_dir, val_data=val_data, seeds=seeds,
                                      device=resolve_device(device), log=err.print)
         t = Table(title=f"{name}: highest sparsity")

@@ -30,9 +30,10 @@ Test: the deterministic gate ``min(1, max(0, sigmoid(log_alpha) (ζ - γ) + γ))
 Regulariser (normalisation): ``l0_weight * E[||z||_0] / num_gates``, i.e. λ times the expected
 *fraction* of open gates, so λ does not depend on the network size (each gate counts once).
 
-Target count. ``target_count`` sets a hard budget at test time: only the ``target_count`` gates
-with the largest ``log_alpha`` stay open (``budget_gates``), so exactly that many entries can be
-non-zero. The paper reaches a count through λ; ``search_l0_weight`` is a geometric bisection over
+Target count. ``target_count`` sets a hard budget: only the ``target_count`` gates with the
+largest ``log_alpha`` stay open (``budget_gates``), so exactly that many entries can be non-zero.
+The same top-k cut is applied to the sampled gates during meta-training (the ranking is re-read at
+every step), so the network is trained under the budget it is tested with. The paper reaches a count through λ; ``search_l0_weight`` is a geometric bisection over
 λ (each evaluation is a user-supplied training run) to get close to the target before the top-k
 cut makes it exact.
 """
@@ -182,7 +183,14 @@ class _GateMixin:
             return noise["z"]
         la = meta[GATE_META_KEY]
         if noise is not None and "u" in noise:
-            return {k: self.hard_concrete.sample(v, noise["u"][k]) for k, v in la.items()}
+            z = {k: self.hard_concrete.sample(v, noise["u"][k]) for k, v in la.items()}
+            if self.target_count is not None:
+                # Train under the test-time budget: only the current top-k gates may open, so the
+                # network learns to work with exactly k entries; λ keeps pushing the others down.
+                ones = {k: torch.ones_like(v) for k, v in la.items()}
+                keep = budget_gates(ones, {k: v.detach() for k, v in la.items()}, self.target_count)
+                z = {k: z[k] * keep[k] for k in z}
+            return z
         return {k: self.hard_concrete.deterministic(v) for k, v in la.items()}
 
     def num_gates(self, meta) -> int:
