@@ -209,10 +209,11 @@ def register(app) -> None:
                 t.add_row(r.name, f"{r.ms:.1f}", f"{r.speedup:.2f}x",
                           "" if r.grad_rel_diff is None else f"{r.grad_rel_diff:.1e}", r.note)
             out.print(t)
-        out.print(format_markdown(f"{hw}; {shape}", rows))
-        out.print()
-        out.print(format_markdown(f"{hw}; fitting {fit_signals_count} signals x {fit_steps} steps at {size}x{size}",
-                                  fit_rows))
+        # Plain print: markdown that a terminal wraps cannot be pasted into BENCHMARKS.md.
+        print(format_markdown(f"{hw}; {shape}", rows))
+        print()
+        print(format_markdown(f"{hw}; fitting {fit_signals_count} signals x {fit_steps} steps at {size}x{size}",
+                              fit_rows))
         if json_out is not None:
             from .io import write_atomic
 
