@@ -42,7 +42,7 @@ def _global_options(
         torch.set_num_threads(threads)
 
 
-def _progress():
+def _progress(disable: bool = False):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -61,6 +61,7 @@ def _progress():
         TextColumn("{task.fields[status]}"),
         console=console,
         transient=False,
+        disable=disable,
     )
 
 
@@ -103,14 +104,18 @@ def train(
     time_budget: float | None = typer.Option(None, "--time-budget", help="stop (and checkpoint) after this many minutes"),
     evaluate_after: bool = typer.Option(True, "--evaluate/--no-evaluate", help="fit the validation data at the end"),
 ) -> None:
-    """Meta-train a model; re-running the same command resumes from the last checkpoint."""
+    """Meta-train a model; re-running the same command resumes from the last checkpoint.
+
+    Under torchrun the outer batch is split across the processes (docs/distributed.md).
+    """
     import json
     import time
 
     from . import config as cfgmod
+    from . import distributed
     from .io import write_atomic
     from .presets import get_preset
-    from .training import Trainer, resolve_device, total_steps
+    from .training import Trainer, total_steps
 
     if preset.endswith(".json"):
         p = Path(preset)
@@ -140,40 +145,47 @@ def train(
             config, [f"val_data.path={json.dumps(resolve_data_path(config.val_data.path, data_root))}"]
         )
     run_dir = out_dir or Path("runs") / config.name
-    dev = resolve_device(config.train.device)
-    console.print(f"[bold]metasparse train[/] {config.name} on {dev} → {run_dir}")
-    console.print(f"loading {config.data.path} …")
-    trainer = Trainer(config, run_dir, device=dev, log=console.print)
-    console.print(f"{len(trainer.source)} training signals, grid {trainer.source.grid_shape}")
-    if fresh and trainer.checkpoint_path.exists():
-        trainer.checkpoint_path.unlink()
+    world, dev = distributed.init_from_env(config.train.device)  # one process unless started by torchrun
+    say = console.print if world.is_main else (lambda *args, **kwargs: None)
+    ranks = f" x {world.size} processes ({world.backend})" if world.distributed else ""
+    say(f"[bold]metasparse train[/] {config.name} on {dev}{ranks} → {run_dir}")
+    say(f"loading {config.data.path} …")
+    trainer = Trainer(config, run_dir, device=dev, log=say)
+    say(f"{len(trainer.source)} training signals, grid {trainer.source.grid_shape}")
+    if fresh:
+        distributed.main_only(trainer.checkpoint_path.unlink, missing_ok=True)
     if trainer.try_resume():
-        console.print(f"resumed from step {trainer.step:,} ({trainer.checkpoint_path})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "config.json", config.to_json().encode())
+        say(f"resumed from step {trainer.step:,} ({trainer.checkpoint_path})")
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / "config.json", config.to_json().encode())
     end = total_steps(config)
     deadline = time.monotonic() + time_budget * 60 if time_budget else None
-    with _progress() as bar:
+    with _progress(disable=not world.is_main) as bar:
         task = bar.add_task("meta-training", total=end, completed=trainer.step, status="")
 
         def on_log(step, entry):
             status = f"round {entry['round']}  train PSNR {entry['psnr']:.2f} dB"
             bar.update(task, completed=step, status=status)
             if not console.is_terminal:  # logs and CI get plain lines instead of a redrawn bar
-                console.print(f"step {step:,}/{end:,}  {status}  ({entry['seconds']:.0f} s)")
+                say(f"step {step:,}/{end:,}  {status}  ({entry['seconds']:.0f} s)")
 
         while trainer.step < end:
             chunk = config.train.log_every
             trainer.run(max_steps=chunk, progress=on_log)
             bar.update(task, completed=trainer.step)
-            if deadline is not None and time.monotonic() > deadline:
+            # Rank 0's clock decides, so that no rank waits in a collective for one that stopped.
+            if deadline is not None and distributed.agree(time.monotonic() > deadline):
                 trainer.save_checkpoint()
-                trainer.meta_model().save(run_dir / "model.safetensors")
-                console.print(f"time budget reached at step {trainer.step:,}; re-run the command to continue")
+                trainer.save_model(run_dir / "model.safetensors")
+                say(f"time budget reached at step {trainer.step:,}; re-run the command to continue")
                 break
     if trainer.step == 0:
         trainer.save_checkpoint()
-        trainer.meta_model().save(run_dir / "model.safetensors")
+        trainer.save_model(run_dir / "model.safetensors")
+    distributed.shutdown()
+    if not world.is_main:
+        return
     last = trainer.history[-1] if trainer.history else None
     summary = f"done: {trainer.step:,} steps"
     if last:

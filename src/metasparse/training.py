@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import RunConfig
 from .datasets import BatchSource
 from .errors import ConfigError, MetasparseError, ModelError
@@ -101,7 +102,11 @@ class Trainer:
         self.masks: dict[str, torch.Tensor] | None = None
         self.problem = build_problem(config, self.masks)
         meta = self.problem.init_meta(init_generator, device=self.device)
-        self.learner = MetaLearner(self.problem, _meta_config_for(config, meta), meta)
+        # Under torchrun each rank takes a slice of the global batch (see metasparse.distributed).
+        self.world = distributed.world()
+        self.batch_slice = distributed.batch_slice(config.meta.batch_size, self.world)
+        reducer = distributed.all_reduce_mean_ if self.world.distributed else None
+        self.learner = MetaLearner(self.problem, _meta_config_for(config, meta), meta, grad_reducer=reducer)
         self.step = 0
         self.round = 0  # pruning rounds applied so far
         self.history: list[dict] = []
@@ -131,9 +136,23 @@ class Trainer:
             "optimizer": opt_info,
             "history": self.history,
         }
-        ckpt.save(self.checkpoint_path, tensors, info)
+        distributed.main_only(ckpt.save, self.checkpoint_path, tensors, info)
+
+    def save_model(self, path: str | Path, extra: dict | None = None) -> None:
+        """Write the model file (rank 0 only; every rank returns once it is complete)."""
+        distributed.main_only(self.meta_model().save, path, extra)
 
     def try_resume(self) -> bool:
+        resumed = self._load_checkpoint()
+        if self.world.distributed:
+            # A node that cannot see the run directory would otherwise silently start over.
+            state = [float(v.detach().double().sum()) for v in self.learner.params()]
+            distributed.check_same([resumed, self.step, self.round, sum(state),
+                                    float(self.batch_generator.get_state().double().sum())],
+                                   "the resumed state (checkpoint found, step, round, parameters, RNG)")
+        return resumed
+
+    def _load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
         flat, info = ckpt.load(self.checkpoint_path, self.device)
@@ -205,11 +224,13 @@ class Trainer:
                 self.save_round(self.round)
                 self.prune_once()
             targets = self.source.sample(cfg.meta.batch_size, self.batch_generator)
+            if self.world.distributed:  # every rank draws the whole batch so the generators stay in step
+                targets = targets[self.batch_slice]
             losses = self.learner.step(self.source.coords, targets, self.noise_generator)
             recent.append(losses.detach())
             self.step += 1
             if self.step % cfg.train.log_every == 0 or self.step == stop:
-                mse = torch.cat(recent)
+                mse = distributed.all_gather_cat(torch.cat(recent))
                 entry = {
                     "step": self.step,
                     "round": self.round,
@@ -227,7 +248,7 @@ class Trainer:
                     progress(self.step, entry)
             if self.step % cfg.train.checkpoint_every == 0 or self.step == end:
                 self.save_checkpoint()
-                self.meta_model().save(self.run_dir / "model.safetensors")
+                self.save_model(self.run_dir / "model.safetensors")
         if self.step == end and cfg.prune.rounds:
             self.save_round(self.round)
         return self.meta_model()
@@ -239,7 +260,7 @@ class Trainer:
 
     def save_round(self, k: int) -> None:
         path = self.run_dir / f"round_{k:02d}.safetensors"
-        self.meta_model().save(path, {"round": k})
+        self.save_model(path, {"round": k})
 
 
 def _meta_config_for(config: RunConfig, meta: dict):

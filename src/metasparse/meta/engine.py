@@ -14,6 +14,7 @@ inner learning rates still get a gradient). ``reptile`` replaces the meta-gradie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -98,7 +99,8 @@ def make_meta_gradient(problem: MetaProblem, config: MetaConfig):
 class MetaLearner:
     """Owns the meta-state, the outer Adam optimiser and one outer step."""
 
-    def __init__(self, problem: MetaProblem, config: MetaConfig, meta: Meta):
+    def __init__(self, problem: MetaProblem, config: MetaConfig, meta: Meta,
+                 grad_reducer: Callable[[list[torch.Tensor]], None] | None = None):
         self.problem = problem
         self.config = config
         self.meta = {g: {k: v.detach().clone().requires_grad_(True) for k, v in d.items()} for g, d in meta.items()}
@@ -111,6 +113,8 @@ class MetaLearner:
             groups.append({"params": list(tensors.values()), "lr": lr, "name": name})
         self.optimizer = torch.optim.Adam(groups)
         self._meta_grad = make_meta_gradient(problem, config)
+        # Data-parallel runs average the meta-gradient over processes in place (metasparse.distributed).
+        self.grad_reducer = grad_reducer
         if config.tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -134,6 +138,8 @@ class MetaLearner:
         for group, tensors in self.meta.items():
             for k, p in tensors.items():
                 p.grad = grads[group][k]
+        if self.grad_reducer is not None:  # before clipping, so every rank clips the same gradient
+            self.grad_reducer([p.grad for p in self.params()])
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params(), self.config.grad_clip)
         self.optimizer.step()
