@@ -66,7 +66,7 @@ def _progress(disable: bool = False):
 
 
 def resolve_data_path(path: str, data_root: Path | None) -> str:
-    if path == "samples" or Path(path).is_absolute() or data_root is None:
+    if path in ("samples", "synthetic") or Path(path).is_absolute() or data_root is None:
         return path
     return str(data_root / path)
 
@@ -76,13 +76,15 @@ def presets() -> None:
     """List the named run presets."""
     from .presets import list_presets
 
+    found = list_presets()
     table = Table(title="presets (metasparse train PRESET)")
-    table.add_column("name", style="bold")
+    # A name is what people copy into `metasparse train`: never fold or truncate it.
+    table.add_column("name", style="bold", no_wrap=True, min_width=max(len(p.name) for p in found))
     table.add_column("model")
-    table.add_column("problem")
-    table.add_column("steps", justify="right")
+    table.add_column("problem", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
     table.add_column("description")
-    for p in list_presets():
+    for p in found:
         m = p.model
         steps = p.train.steps + p.prune.rounds * p.prune.steps_per_round
         table.add_row(p.name, f"{m.kind} {m.depth}x{m.width} w0={m.w0:g}", p.problem.kind, f"{steps:,}", p.description)
@@ -147,7 +149,7 @@ def train(
     run_dir = out_dir or Path("runs") / config.name
     world, dev = distributed.init_from_env(config.train.device)  # one process unless started by torchrun
     say = console.print if world.is_main else (lambda *args, **kwargs: None)
-    ranks = f" x {world.size} processes ({world.backend})" if world.distributed else ""
+    ranks = f" x {world.size} process{'es' if world.size > 1 else ''} ({world.backend})" if world.distributed else ""
     say(f"[bold]metasparse train[/] {config.name} on {dev}{ranks} → {run_dir}")
     say(f"loading {config.data.path} …")
     trainer = Trainer(config, run_dir, device=dev, log=say)
@@ -202,12 +204,13 @@ def _evaluate(model_path: Path, data: str, out_dir: Path, config=None, device=No
 
     from .config import DataConfig
     from .datasets import load_signal_set
-    from .evaluation import evaluate, image_grid, write_report
+    from .evaluation import evaluate, write_report
+    from .modality import get_modality
     from .training import MetaModel
 
     model = MetaModel.load(model_path, device="cpu")
     config = config or model.config
-    data_cfg = config.val_data or DataConfig()
+    data_cfg = config.val_data or DataConfig(modality=config.data.modality)
     data_cfg = replace(data_cfg, path=data)
     if limit is not None:
         data_cfg = replace(data_cfg, limit=limit)
@@ -229,12 +232,14 @@ def _evaluate(model_path: Path, data: str, out_dir: Path, config=None, device=No
         f"PSNR after {fit.steps} {fit.optimizer} steps on {report.signals} signals: "
         f"[bold]{report.psnr_mean:.2f} ± {report.psnr_std:.2f} dB[/]{nz}  ({report.signals_per_second:.2f} signals/s)"
     )
+    if report.metrics:
+        out.print("  ".join(f"{k} {v:.4g} ± {report.metrics_std[k]:.2g}" if v is not None else f"{k} n/a"
+                            for k, v in report.metrics.items()))
     out.print(f"results: {out_dir / 'results.json'}, {out_dir / 'per_signal.csv'}")
-    if grid is not None and signals.modality == "image":
-        from .data.images import save_image
-
-        save_image(grid, image_grid(signals.targets(), result.reconstructions.cpu(), signals.grid_shape))
-        out.print(f"image grid (top: originals, bottom: reconstructions): {grid}")
+    save = get_modality(signals.modality).save_reconstructions
+    if grid is not None and save is not None:
+        written = save(signals, result.reconstructions.cpu(), grid)
+        out.print(f"originals and reconstructions: {', '.join(str(p) for p in written)}")
     return report
 
 
@@ -247,10 +252,14 @@ def evaluate(
     lr: float | None = typer.Option(None, "--lr"),
     optimizer: str | None = typer.Option(None, "--optimizer", help="adam, sgd, or inner (the learned rule)"),
     limit: int | None = typer.Option(None, "--limit", help="use the first N signals"),
-    transform: str | None = typer.Option(None, "--transform", help="e.g. resize_short_crop:200,178"),
+    transform: str | None = typer.Option(
+        None, "--transform", help="e.g. resize_short_crop:200,178; other modalities: options such as size=64"
+    ),
     split: str | None = typer.Option(None, "--split"),
     ema: float | None = typer.Option(None, "--ema", help="EMA decay of the iterates (MSCN App. D.2)"),
-    grid: Path | None = typer.Option(None, "--grid", help="write a PNG of originals over reconstructions"),
+    grid: Path | None = typer.Option(
+        None, "--grid", help="write a PNG of originals and reconstructions (3D shapes: and OBJ meshes beside it)"
+    ),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Fit a meta-learned model to test signals and report PSNR mean ± std."""

@@ -58,18 +58,35 @@ def width_for_count(target: int, depth: int, in_dim: int = 2, out_dim: int = 3) 
 
 def narrow_widths(model: ModelConfig, rounds: int, fraction: float = 0.2) -> list[int]:
     """Dense-Narrow widths for pruning rounds ``0 .. rounds``: the paper's list for the paper's
-    SIREN (2-256x4-3, 20 %), otherwise the width whose weight count is closest to each round's."""
+    network (2-256x4-3, 20 %; the paper uses it for the FFN too), otherwise the width whose weight
+    count is closest to each round's (an even width for an FFN)."""
     if (model.width, model.depth, model.in_dim, model.out_dim) == (256, 4, 2, 3) and fraction == 0.2 and (
         rounds < len(PAPER_WIDTHS)
     ):
         return list(PAPER_WIDTHS[: rounds + 1])
     total = CoordinateNetwork(model).num_weights()
+    if model.kind == "ffn":
+        return [model.width if k == 0 else ffn_width_for_count(pruning.surviving_after_rounds(total, k, fraction), model)
+                for k in range(rounds + 1)]
     return [
         model.width if k == 0 else width_for_count(
             pruning.surviving_after_rounds(total, k, fraction), model.depth, model.in_dim, model.out_dim
         )
         for k in range(rounds + 1)
     ]
+
+
+def ffn_width_for_count(target: int, model: ModelConfig) -> int:
+    """The even width (sin and cos features) whose FFN weight count, the fixed Fourier layer
+    excluded, is closest to ``target`` (ties: the narrower)."""
+    best, best_err = 2, None
+    for w in range(2, 2 * model.width + 2, 2):
+        n = CoordinateNetwork(replace(model, width=w)).num_weights()
+        if best_err is None or abs(n - target) < best_err:
+            best, best_err = w, abs(n - target)
+        if n > target:
+            break
+    return best
 
 
 # ------------------------------------------------------------------------------ configurations

@@ -24,8 +24,11 @@ def register(app) -> None:
         hq_data: str | None = typer.Option(
             None, "--hq-data", help="MSCN experiments: CelebA-HQ faces as a second test set"
         ),
+        data2: str | None = typer.Option(
+            None, "--data2", help="cross-dataset: the CelebA faces folder (img_align_celeba_halfres) beside --data"
+        ),
     ) -> None:
-        """Run a paper experiment (fig2, fig3); re-running the same command resumes it."""
+        """Run a paper experiment (see --list); re-running the same command resumes it."""
         import torch
         from rich.console import Console
         from rich.table import Table
@@ -34,6 +37,7 @@ def register(app) -> None:
         from ..training import resolve_device
         from .mscn import MSCN_EXPERIMENTS, run_mscn_experiment
         from .runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
+        from .variants import TICKET_SCALES, VARIANT_EXPERIMENTS, run_variant_experiment, summary
 
         out = Console()
         err = Console(stderr=True)
@@ -45,6 +49,8 @@ def register(app) -> None:
                 t.add_row(e.name, e.description)
             for mscn_name, description in MSCN_EXPERIMENTS.items():
                 t.add_row(mscn_name, description + " (--data: CelebA half-res faces)")
+            for variant_name, description in VARIANT_EXPERIMENTS.items():
+                t.add_row(variant_name, description)
             out.print(t)
             s = Table(title="scales")
             for col in ("scale", "image", "network", "dense + rounds x steps", "fit steps", "seeds"):
@@ -54,6 +60,13 @@ def register(app) -> None:
                           f"{sc.dense_steps:,} + {sc.rounds} x {sc.steps_per_round:,}", str(sc.fit_steps),
                           str(sc.seeds))
             out.print(s)
+            w = Table(title="winning-ticket scales (single photos, no meta-learning)")
+            for col in ("scale", "crop", "network", "Adam steps", "IMP rounds", "photos"):
+                w.add_column(col)
+            for ts in TICKET_SCALES.values():
+                w.add_row(ts.name, f"{ts.size}x{ts.size}", f"{ts.depth}x{ts.width}", f"{ts.steps:,}", str(ts.rounds),
+                          str(ts.images))
+            out.print(w)
             return
         if data is None:
             raise MetasparseError("--data is required (a folder of training images)")
@@ -64,6 +77,19 @@ def register(app) -> None:
         if name in MSCN_EXPERIMENTS:
             files = run_mscn_experiment(name, scale, data, run_dir, hq_data=hq_data, device=resolve_device(device),
                                         log=lambda s: err.print(s, markup=False, highlight=False))
+            for f in files:
+                out.print(str(f))
+            return
+        if name in VARIANT_EXPERIMENTS:
+            rows, files = run_variant_experiment(name, scale, data, run_dir, val_data=val_data, data2=data2, seeds=seeds,
+                                                 device=resolve_device(device), log=err.print)
+            shown = summary(name, rows)
+            t = Table(title=name)
+            for col in shown[0]:
+                t.add_column(col)
+            for r in shown:
+                t.add_row(*(f"{v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v) for v in r.values()))
+            out.print(t)
             for f in files:
                 out.print(str(f))
             return

@@ -17,7 +17,7 @@ import io
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from ..evaluation import evaluate
 from ..io import write_atomic
 from ..meta.engine import MetaConfig
 from ..meta.fit import FitConfig
+from ..modality import get_modality, split_modality_path
 from ..models.siren import ModelConfig
 from ..sparsity import pruning
 from ..training import MetaModel, Trainer, total_steps
@@ -64,14 +65,18 @@ class Scale:
     val_limit: int | None = 100
     fit_batch: int = 8
     checkpoint_every: int = 500
+    model_kind: str = "siren"  # "ffn": a fixed Fourier layer (fourier_sigma) that is never pruned (App. B)
+    fourier_sigma: float = 20.0
+    algorithm: str = "maml"  # "reptile": App. E
 
     def run_config(self, data: str, seed: int) -> RunConfig:
         transform = f"resize_short_crop:{self.short},{self.size}"
         return RunConfig(
             name=f"meta-sparse-inr-{self.name}",
             description=f"Meta-SparseINR at the {self.name} scale",
-            model=ModelConfig(kind="siren", width=self.width, depth=self.depth, w0=self.w0),
-            meta=MetaConfig(algorithm="maml", inner_steps=2, inner_lr=self.inner_lr, outer_lr=self.outer_lr,
+            model=ModelConfig(kind=self.model_kind, width=self.width, depth=self.depth, w0=self.w0,
+                              fourier_sigma=self.fourier_sigma),
+            meta=MetaConfig(algorithm=self.algorithm, inner_steps=2, inner_lr=self.inner_lr, outer_lr=self.outer_lr,
                             batch_size=self.batch_size),
             data=DataConfig(path=data, transform=transform, split=self.train_split, limit=self.train_limit),
             prune=PruneConfig(rounds=self.rounds, fraction=0.2, steps_per_round=self.steps_per_round),
@@ -129,20 +134,34 @@ class Context:
     seeds: int
     methods: tuple[str, ...] = METHODS
     log: Callable[[str], None] = lambda s: None
+    # Other data than the scale's Imagenette protocol (cross-dataset, train-split evaluation); a
+    # different test set needs its own ``points_name`` so its cached points stay apart.
+    train_data: DataConfig | None = None
+    test_data: DataConfig | None = None
+    points_name: str = "points"
     _train: SignalSet | None = None
     _val: SignalSet | None = None
 
+    def base_config(self, seed: int) -> RunConfig:
+        config = self.scale.run_config(self.data, seed)
+        if self.train_data is None:
+            return config
+        config = replace(config, data=self.train_data)
+        if self.train_data.modality != "image":  # e.g. sdf2d: 2-D coordinates to 1 channel
+            m = get_modality(self.train_data.modality)
+            config = replace(config, model=replace(config.model, in_dim=m.in_dim, out_dim=m.out_dim))
+        return config
+
     def train_set(self) -> SignalSet:
         if self._train is None:
-            cfg = self.scale.run_config(self.data, 0).data
-            self._train = load_signal_set(cfg)
+            self._train = load_signal_set(self.base_config(0).data)
         return self._train
 
     def val_set(self) -> SignalSet:
         if self._val is None:
             s = self.scale
-            cfg = DataConfig(path=self.val_data, transform=f"resize_short_crop:{s.short},{s.size}",
-                             split=s.val_split, limit=s.val_limit)
+            cfg = self.test_data or DataConfig(path=self.val_data, transform=f"resize_short_crop:{s.short},{s.size}",
+                                               split=s.val_split, limit=s.val_limit)
             self._val = load_signal_set(cfg)
         return self._val
 
@@ -191,7 +210,7 @@ def _eval_pruned_fit(ctx: Context, dense: MetaModel, method: str, k: int, seed: 
 
 
 def _cached(ctx: Context, seed: int, method: str, k: int, compute: Callable[[], Point]) -> Point:
-    path = ctx.out / f"seed_{seed}" / "points" / f"{method.replace('+', '_').replace(' ', '_')}_r{k:02d}.json"
+    path = ctx.out / f"seed_{seed}" / ctx.points_name / f"{method.replace('+', '_').replace(' ', '_')}_r{k:02d}.json"
     if path.exists():
         return Point(**json.loads(path.read_text()))
     point = compute()
@@ -217,7 +236,7 @@ def run_points(ctx: Context) -> list[Point]:
 def _seed_points(ctx: Context, seed: int) -> list[Point]:
     s = ctx.scale
     points: list[Point] = []
-    base = s.run_config(ctx.data, seed)
+    base = ctx.base_config(seed)
     root = ctx.out / f"seed_{seed}"
     rounds = range(s.rounds + 1)
     dense_dir = _train(ctx, base, root / "meta-sparse-inr").run_dir
@@ -389,6 +408,15 @@ def default_val_data(data: str) -> str:
     return data
 
 
+def modality_data(scale: Scale, modality: str, path: str, val_data: str | None) -> tuple[DataConfig, DataConfig]:
+    """``--data sdf2d:synthetic``: the modality's ``train`` and ``test`` splits at the scale's size
+    (``--val-data`` another path of the same modality, with or without the ``sdf2d:`` prefix)."""
+    val_path = split_modality_path(val_data)[1] if val_data else path
+    size = f"size={scale.size}"
+    return (DataConfig(path=path, modality=modality, transform=size, split="train", limit=scale.train_limit),
+            DataConfig(path=val_path, modality=modality, transform=size, split="test", limit=scale.val_limit))
+
+
 def run_experiment(
     name: str,
     scale: Scale | str,
@@ -414,6 +442,9 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(scale, data, val_data or default_val_data(data), out, torch.device(device),
                   seeds if seeds is not None else scale.seeds, tuple(methods), log)
+    modality, path = split_modality_path(data)
+    if modality != "image":
+        ctx.train_data, ctx.test_data = modality_data(scale, modality, path, val_data)
     points = run_points(ctx)
     files = EXPERIMENTS[name].write(points, out, scale)
     return aggregate(points), files

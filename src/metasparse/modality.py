@@ -1,0 +1,92 @@
+"""What makes a kind of signal a *modality*: a loader, metrics beyond PSNR, and pictures.
+
+Everything else — coordinates in, values out, MSE loss on targets in [0, 1], meta-learning,
+test-time fitting, pruning — is shared, so a modality is only
+
+* ``load(DataConfig) -> SignalSet``: coordinates (``*grid, in_dim``), values (``N, *grid, out_dim``)
+  and the scale that maps stored values to targets in [0, 1];
+* ``metrics(signals, reconstructions) -> {name: per-signal values}``: what to report besides the
+  PSNR that every evaluation reports (voxel accuracy and IoU, Chamfer distance, ...);
+* ``save_reconstructions(signals, reconstructions, path) -> files``: a picture a person can look
+  at (and meshes, for shapes) of originals next to fits.
+
+``image`` is built in; ``metasparse.data.modalities`` registers ``voxels``, ``sdf3d``, ``sphere`` and
+``sdf2d`` on first use. Registering a modality also registers its loader with
+:func:`metasparse.datasets.register_loader`, so ``data.modality=NAME`` works in every command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.signals import SignalSet
+
+__all__ = ["Modality", "available_modalities", "get_modality", "register_modality", "split_modality_path"]
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    description: str = ""
+    in_dim: int = 2
+    out_dim: int = 3
+    load: Callable | None = None  # (DataConfig) -> SignalSet; None for images (datasets.py loads them)
+    metrics: Callable[[SignalSet, torch.Tensor], dict[str, np.ndarray]] | None = None
+    save_reconstructions: Callable[[SignalSet, torch.Tensor, Path], list[Path]] | None = None
+
+
+_MODALITIES: dict[str, Modality] = {}
+
+
+def register_modality(modality: Modality) -> Modality:
+    from .datasets import register_loader
+
+    _MODALITIES[modality.name] = modality
+    if modality.load is not None:
+        register_loader(modality.name, modality.load)
+    return modality
+
+
+def get_modality(name: str) -> Modality:
+    """The registered modality, or a plain one (PSNR only, no pictures) for a bare loader."""
+    if name not in _MODALITIES:
+        from .datasets import _load_modalities
+
+        _load_modalities()
+    return _MODALITIES.get(name) or Modality(name)
+
+
+def available_modalities() -> list[str]:
+    from .datasets import _load_modalities
+
+    _load_modalities()
+    return sorted(_MODALITIES)
+
+
+def split_modality_path(data: str) -> tuple[str, str]:
+    """``"sdf2d:synthetic"`` → ``("sdf2d", "synthetic")``; anything else is an image path.
+
+    For commands that take data as one string (``metasparse experiment --data``).
+    """
+    head, sep, rest = data.partition(":")
+    if sep and head != "image" and head in available_modalities():
+        return head, rest
+    return "image", data
+
+
+def _save_image_grid(signals: SignalSet, reconstructions: torch.Tensor, path: Path) -> list[Path]:
+    from .data.images import save_image
+    from .evaluation import image_grid
+
+    save_image(path, image_grid(signals.targets(), reconstructions.cpu(), signals.grid_shape))
+    return [Path(path)]
+
+
+register_modality(Modality(
+    "image", "pictures: (x, y) -> RGB or grey, PSNR", in_dim=2, out_dim=3, save_reconstructions=_save_image_grid,
+))
