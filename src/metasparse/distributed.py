@@ -78,7 +78,8 @@ def _timeout() -> timedelta:
     return timedelta(minutes=minutes)
 
 
-def _env_world() -> tuple[int, int, int]:
+def env_world() -> tuple[int, int, int]:
+    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` as ``torchrun`` sets them; ``(0, 1, 0)`` outside it."""
     rank, size, local = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0)
     if size < 1 or not 0 <= rank < size:
         raise ConfigError(f"RANK={rank} and WORLD_SIZE={size} do not describe a process group")
@@ -121,7 +122,7 @@ def init_from_env(device: str = "auto") -> tuple[World, torch.device]:
         from .training import resolve_device
 
         return World(), resolve_device(device)
-    rank, size, local = _env_world()
+    rank, size, local = env_world()
     dev = rank_device(device, local, size)
     if dist.is_initialized():
         return world(), dev
@@ -243,7 +244,7 @@ def shard(items: Sequence[T], rank: int | None = None, world: int | None = None)
         if w.distributed:
             env_rank, env_size = w.rank, w.size
         else:
-            env_rank, env_size, _ = _env_world()
+            env_rank, env_size, _ = env_world()
         rank = env_rank if rank is None else rank
         world = env_size if world is None else world
     if world < 1 or not 0 <= rank < world:

@@ -93,16 +93,24 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(None, "--output", "-o", help="output file, or folder for several inputs"),
         model: str = typer.Option("default", "--model", "-m", help="bundled model name or a codec model file"),
         quality: int | None = typer.Option(None, "--quality", "-q", help="1 (smallest files) … N (best quality)"),
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto"),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK)"),
         force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="leave outputs that exist and verify"),
+        max_patches: int = typer.Option(4096, "--max-patches", help="patches fitted together (bounds memory)"),
     ) -> None:
-        """Compress images to .mspz files (bpp and PSNR printed per file)."""
+        """Compress images to .mspz files (bpp and PSNR printed per file).
+
+        Under torchrun every rank compresses its share of the files (docs/distributed.md).
+        """
+        from .. import distributed
         from ..io import write_atomic
 
-        codec = load_codec(model, device)
+        rank, ranks, local_rank = distributed.env_world()
+        codec = load_codec(model, str(distributed.rank_device(device, local_rank, ranks)))
         if quality is not None and not 1 <= quality <= codec.num_qualities:
             raise ConfigError(f"--quality must be between 1 and {codec.num_qualities} for this model")
+        if max_patches < 1:
+            raise ConfigError("--max-patches must be at least 1")
         if output is None and any(str(p) == "samples" and not p.exists() for p in images):
             output = Path("compressed")  # never write next to files inside an installed package
         images = expand_inputs(images)
@@ -112,26 +120,38 @@ def register(app: typer.Typer) -> None:
             target = _output_for(source, output, EXTENSION, many)
             if target.resolve() == source.resolve():
                 raise MetasparseError(f"output {target} would overwrite its input")
-            if skip_existing and _verifies(codec, target):
-                console.print(f"skip {target} (exists and verifies)", markup=False, highlight=False)
-                continue
-            _check_writable(target, force)
             jobs.append((source, target))
-        if not jobs:
-            return
-        pictures = [read_image(s) for s, _ in jobs]
+        if len({t.resolve() for _, t in jobs}) < len(jobs):
+            raise MetasparseError("two inputs would be written to the same output; give them different names")
+        # Every rank sees the same list in the same order and takes every ranks-th file.
+        jobs = distributed.shard(jobs, rank, ranks)
+        if skip_existing:
+            jobs, skipped = distributed.skip_existing(jobs, lambda path: _verifies(codec, path))
+            for _, target in skipped:
+                console.print(f"skip {target} (exists and verifies)", markup=False, highlight=False)
+        for _, target in jobs:
+            _check_writable(target, force)
+        prefix = f"[rank {rank}/{ranks}] " if ranks > 1 else ""
         t0 = time.perf_counter()
-        results = codec.compress_images(pictures, quality)
-        seconds = time.perf_counter() - t0
-        for (source, target), result in zip(jobs, results):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, result.data)
-            out.print(
-                f"{source.name} → {target}  {result.width}x{result.height}  {len(result.data):,} bytes  "
-                f"{result.bpp:.3f} bpp  PSNR {result.psnr:.2f} dB  quality {result.quality}/{codec.num_qualities}",
-                markup=False, highlight=False,
-            )
-        out.print(f"{len(results)} image(s) in {seconds:.1f} s", markup=False, highlight=False)
+        done = 0
+        # Chunks of files are fitted together and written before the next chunk is read, so memory
+        # stays bounded and an interrupted run keeps every file it finished.
+        for chunk in _chunks_by_patches(jobs, codec.patch_size, max_patches):
+            pictures = [read_image(s) for s, _ in chunk]
+            t_chunk = time.perf_counter()
+            results = codec.compress_images(pictures, quality)
+            seconds = (time.perf_counter() - t_chunk) / len(chunk)
+            for (source, target), result in zip(chunk, results):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(target, result.data)
+                out.print(
+                    f"{prefix}{source.name} → {target}  {result.width}x{result.height}  {len(result.data):,} bytes  "
+                    f"{result.bpp:.3f} bpp  PSNR {result.psnr:.2f} dB  quality {result.quality}/{codec.num_qualities}"
+                    f"  {seconds:.2f} s",
+                    markup=False, highlight=False,
+                )
+            done += len(chunk)
+        out.print(f"{prefix}{done} image(s) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
 
     @app.command()
     def decompress(
@@ -233,6 +253,28 @@ def register(app: typer.Typer) -> None:
                log=lambda s: console.print(s, markup=False, highlight=False))
         out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
                   markup=False, highlight=False)
+
+
+def _chunks_by_patches(jobs: list, patch_size: int, max_patches: int):
+    """Consecutive groups of jobs whose images hold at most ``max_patches`` patches together
+    (a larger image goes alone); sizes come from the file headers, nothing is decoded."""
+    from PIL import Image
+
+    chunk, patches = [], 0
+    for job in jobs:
+        try:
+            with Image.open(job[0]) as im:
+                w, h = im.size
+            n = -(-h // patch_size) * -(-w // patch_size)
+        except OSError:
+            n = 1  # read_image reports the problem with the file
+        if chunk and patches + n > max_patches:
+            yield chunk
+            chunk, patches = [], 0
+        chunk.append(job)
+        patches += n
+    if chunk:
+        yield chunk
 
 
 def _verifies(codec, target: Path) -> bool:
