@@ -8,7 +8,9 @@ test-time fitting, pruning — is shared, so a modality is only
 * ``metrics(signals, reconstructions) -> {name: per-signal values}``: what to report besides the
   PSNR that every evaluation reports (voxel accuracy and IoU, Chamfer distance, ...);
 * ``save_reconstructions(signals, reconstructions, path) -> files``: a picture a person can look
-  at (and meshes, for shapes) of originals next to fits.
+  at (and meshes, for shapes) of originals next to fits;
+* ``augmentations``: loader options that multiply a training set (random poses, rotations) and are
+  dropped when a single signal is loaded to be compressed.
 
 ``image`` is built in; ``metasparse.data.modalities`` registers ``voxels``, ``sdf3d``, ``sphere`` and
 ``sdf2d`` on first use. Registering a modality also registers its loader with
@@ -38,6 +40,14 @@ class Modality:
     load: Callable | None = None  # (DataConfig) -> SignalSet; None for images (datasets.py loads them)
     metrics: Callable[[SignalSet, torch.Tensor], dict[str, np.ndarray]] | None = None
     save_reconstructions: Callable[[SignalSet, torch.Tensor, Path], list[Path]] | None = None
+    augmentations: tuple[str, ...] = ()
+
+    def without_augmentations(self, transform: str | None) -> str | None:
+        """``transform`` (``key=value,...``) without the options that make extra training signals."""
+        if not transform or not self.augmentations:
+            return transform
+        kept = [item for item in transform.split(",") if item.split("=", 1)[0].strip() not in self.augmentations]
+        return ",".join(kept) or None
 
 
 _MODALITIES: dict[str, Modality] = {}

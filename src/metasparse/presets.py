@@ -152,3 +152,17 @@ register_preset(RunConfig(
     train=TrainConfig(steps=20_000, log_every=50, checkpoint_every=250),
     fit=FitConfig(steps=3, optimizer="inner", batch_size=256),
 ))
+
+register_preset(RunConfig(
+    name="codec-cifar10",
+    description="MSCN sparse shifts of a CPU-sized 4x64 SIREN meta-trained on CIFAR-10 32x32 (COIN++'s benchmark)",
+    model=ModelConfig(kind="siren", width=64, depth=4, w0=30.0, bias_init="uniform"),
+    problem=ProblemConfig(kind="mscn-modulations", l0_weight=0.05, gate_init_keep=0.95, gate_lr_multiplier=10.0),
+    meta=MetaConfig(algorithm="maml", inner_steps=3, inner_lr=1e-2, meta_sgd=True, meta_sgd_init=(0.005, 0.1),
+                    outer_lr=3e-4, batch_size=32, grad_clip=1.0),
+    data=DataConfig(path="cifar10/train.npz"),
+    val_data=DataConfig(path="cifar10/test.npz", limit=200),
+    train=TrainConfig(steps=20_000, log_every=50, checkpoint_every=250),
+    fit=FitConfig(steps=3, optimizer="inner", batch_size=256),
+))
+

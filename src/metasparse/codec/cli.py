@@ -22,7 +22,7 @@ def bundled_model_path(name: str) -> Path:
 def load_codec(model: str, device: str = "cpu"):
     """A bundled model by name, or a codec model file."""
     from ..training import resolve_device
-    from .model import ImageCodec
+    from .model import load_codec_file
 
     if model in BUNDLED:
         path = bundled_model_path(model)
@@ -32,7 +32,7 @@ def load_codec(model: str, device: str = "cpu"):
         path = Path(model)
         if not path.exists():
             raise ModelError(f"no bundled model named {model!r} and no file at {path} (bundled: {', '.join(BUNDLED)})")
-    return ImageCodec.load(path).to(resolve_device(device))
+    return load_codec_file(path).to(resolve_device(device))
 
 
 def read_image(path: Path):
@@ -106,9 +106,14 @@ def register(app: typer.Typer) -> None:
         from ..io import write_atomic
 
         rank, ranks, local_rank = distributed.env_world()
+        from .model import SignalCodec
+
         codec = load_codec(model, str(distributed.rank_device(device, local_rank, ranks)))
         if quality is not None and not 1 <= quality <= codec.num_qualities:
             raise ConfigError(f"--quality must be between 1 and {codec.num_qualities} for this model")
+        if isinstance(codec, SignalCodec):
+            _compress_signals(codec, images, output, quality, force, skip_existing, rank, ranks)
+            return
         if max_patches < 1:
             raise ConfigError("--max-patches must be at least 1")
         if output is None and any(str(p) == "samples" and not p.exists() for p in images):
@@ -165,8 +170,14 @@ def register(app: typer.Typer) -> None:
         """Decompress .mspz files to PNG images."""
         from ..data.images import save_image
         from ..metrics_image import psnr
+        from .model import SignalCodec
 
         codec = load_codec(model, device)
+        if isinstance(codec, SignalCodec):
+            if original is not None:
+                raise ConfigError("--original compares images; compress prints the PSNR of signals")
+            _decompress_signals(codec, files, output, force)
+            return
         many = len(files) > 1
         for source in files:
             if not source.exists():
@@ -202,34 +213,52 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(1e-2, "--lr", help="learning rate for adam/sgd"),
         clip_std: float = typer.Option(3.0, "--clip-std", help="quantiser clipping range in standard deviations"),
         max_loss_db: float = typer.Option(0.5, "--max-quant-loss", help="PSNR the quantiser may cost (dB)"),
+        ema_decay: float | None = typer.Option(None, "--ema-decay", help="EMA of the encoder's iterates "
+                                                "(MSCN App. D.2); off by default"),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device"),
     ) -> None:
-        """Turn a trained network into a codec model: quantisers and entropy models per quality."""
+        """Turn a trained network into a codec model: quantisers and entropy models per quality.
+
+        Image networks are fitted on random patches of --data; networks of another modality
+        (voxels, sdf3d, sphere, ...) on up to --patches whole signals of --data, on their grid.
+        """
+        import dataclasses
+
         import torch
 
         from ..data.images import load_image_list
         from ..data.patches import random_patches
+        from ..datasets import load_signal_set
         from ..meta.fit import FitConfig
         from ..training import MetaModel, resolve_device
-        from .model import build_codec
+        from .model import build_codec, build_signal_codec
 
         path = network / "model.safetensors" if network.is_dir() else network
         trained = MetaModel.load(path)
-        patch = trained.config.data.patch or 32
         try:
             sizes = sorted(int(b) for b in budgets.split(","))
         except ValueError:
             raise ConfigError(f"--budgets must be comma-separated integers, got {budgets!r}") from None
-        images, _ = load_image_list(data, split=split)
-        crops = random_patches(images, patch, patches, torch.Generator().manual_seed(seed))
-        encoder = FitConfig(steps=steps, optimizer=optimizer, lr=lr, batch_size=256)
+        if ema_decay is not None and not 0 <= ema_decay < 1:
+            raise ConfigError("--ema-decay must be in [0, 1)")
+        encoder = FitConfig(steps=steps, optimizer=optimizer, lr=lr, batch_size=256, ema_decay=ema_decay)
         info = {"trained": {k: v for k, v in trained.info.items() if k in ("step", "round")},
                 "built_from": {"data": Path(data).name, "split": split, "patches": patches, "seed": seed}}
-        codec = build_codec(trained.config, trained.meta, crops, sizes, encoder, clip_std=clip_std,
-                            max_quantization_loss_db=max_loss_db, patch_size=patch, info=info,
-                            device=resolve_device(device),
-                            log=lambda s: out.print(s, markup=False, highlight=False))
+        log = lambda s: out.print(s, markup=False, highlight=False)
+        common = {"clip_std": clip_std, "max_quantization_loss_db": max_loss_db, "info": info,
+                  "device": resolve_device(device), "log": log}
+        if trained.config.data.modality != "image":
+            data_config = dataclasses.replace(trained.config.data, path=data, split=split, limit=patches)
+            signals = load_signal_set(data_config)
+            if len(signals) == 0:
+                raise ConfigError(f"no {data_config.modality} signals in {data}")
+            codec = build_signal_codec(trained.config, trained.meta, signals, sizes, encoder, **common)
+        else:
+            patch = trained.config.data.patch or 32
+            images, _ = load_image_list(data, split=split)
+            crops = random_patches(images, patch, patches, torch.Generator().manual_seed(seed))
+            codec = build_codec(trained.config, trained.meta, crops, sizes, encoder, patch_size=patch, **common)
         codec.save(output)
         out.print(f"codec model: {output} ({output.stat().st_size:,} bytes, {codec.num_qualities} qualities)",
                   markup=False, highlight=False)
@@ -253,6 +282,105 @@ def register(app: typer.Typer) -> None:
                log=lambda s: console.print(s, markup=False, highlight=False))
         out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
                   markup=False, highlight=False)
+
+
+def _signal_file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _compress_signals(codec, sources: list[Path], output: Path | None, quality, force: bool, skip_existing: bool,
+                      rank: int, ranks: int) -> None:
+    """Non-image modalities: each input (a mesh, a grid file, a folder of them) is loaded as the
+    model was trained (same modality, grid and options, one pose) and every signal it holds is
+    written to ``NAME.mspz``."""
+    import dataclasses
+
+    from .. import distributed
+    from ..cli import out
+    from ..datasets import load_signal_set
+    from ..io import write_atomic
+    from ..modality import get_modality
+
+    sources = distributed.shard(sources, rank, ranks)
+    transform = get_modality(codec.modality).without_augmentations(codec.config.data.transform)
+    prefix = f"[rank {rank}/{ranks}] " if ranks > 1 else ""
+    folder = output if output is not None and (len(sources) > 1 or output.is_dir() or not output.suffix) else None
+    t0 = time.perf_counter()
+    done = 0
+    for source in sources:
+        if not source.exists():
+            raise DataError(f"{source}: no such file or folder")
+        config = dataclasses.replace(codec.config.data, path=str(source), split=None, limit=None, patch=None,
+                                     transform=transform)
+        signals = load_signal_set(config)
+        if len(signals) == 0:
+            raise DataError(f"{source}: no {codec.modality} signal in it")
+        names = [_signal_file_name(n) for n in (signals.names or [source.stem])]
+        if folder is not None:
+            targets = [folder / (n + EXTENSION) for n in names]
+        elif output is not None and len(signals) == 1:
+            targets = [output]
+        else:
+            base = source.parent if source.is_file() else source
+            targets = [base / (n + EXTENSION) for n in names]
+        keep = []
+        for k, target in enumerate(targets):
+            if skip_existing and _verifies(codec, target):
+                out.print(f"{prefix}skip {target} (exists and verifies)", markup=False, highlight=False)
+                continue
+            _check_writable(target, force)
+            keep.append(k)
+        if not keep:
+            continue
+        t_fit = time.perf_counter()
+        results = codec.compress_signals(signals.subset(keep), quality)
+        seconds = (time.perf_counter() - t_fit) / len(keep)
+        for k, result in zip(keep, results):
+            targets[k].parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(targets[k], result.data)
+            out.print(f"{prefix}{result.name} → {targets[k]}  {len(result.data):,} bytes  "
+                      f"{result.bits_per_value:.4f} bits/value  PSNR {result.psnr:.2f} dB  "
+                      f"quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s", markup=False, highlight=False)
+        done += len(keep)
+    out.print(f"{prefix}{done} signal(s) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+
+
+def _decompress_signals(codec, files: list[Path], output: Path | None, force: bool) -> None:
+    """``NAME.npy`` (values on the grid, stored units) and, for shapes, ``NAME.obj`` (marching cubes)."""
+    import io as _io
+
+    import numpy as np
+
+    from ..cli import out
+    from ..data import meshes
+    from ..io import write_atomic
+
+    many = len(files) > 1
+    for source in files:
+        if not source.exists():
+            raise DataError(f"{source}: no such file")
+        if source.is_dir():
+            raise DataError(f"{source} is a folder; pass {EXTENSION} files")
+        target = _output_for(source, output, ".npy", many)
+        if target.suffix.lower() != ".npy":
+            raise ConfigError(f"{codec.modality} signals decompress to .npy files, not {target.suffix}")
+        _check_writable(target, force)
+        t0 = time.perf_counter()
+        values = codec.decompress(source.read_bytes())
+        seconds = time.perf_counter() - t0
+        buffer = _io.BytesIO()
+        np.save(buffer, values)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, buffer.getvalue())
+        line = f"{source.name} → {target}  grid {'x'.join(map(str, values.shape[:-1]))}  {seconds:.2f} s"
+        if codec.modality in ("voxels", "sdf3d") and values.ndim == 4:
+            surface = meshes.extract_surface(values[..., 0], 0.5, inside_above=codec.modality == "voxels")
+            if surface is not None:
+                mesh = target.with_suffix(".obj")
+                _check_writable(mesh, force)
+                meshes.write_obj(mesh, *surface, comment=f"{source.name}: marching cubes at 0.5")
+                line += f"  surface → {mesh}"
+        out.print(line, markup=False, highlight=False)
 
 
 def _chunks_by_patches(jobs: list, patch_size: int, max_patches: int):

@@ -15,6 +15,10 @@ Encoding an image (MSCN Section 5.3, COIN++ before it):
 Decoding runs the network once per patch with the dequantised shifts. bpp is always
 ``8 * file size / pixels`` with the header included.
 
+:class:`SignalCodec` does the same for a signal of any other modality (occupancy voxels, signed
+distances, temperatures on the sphere): the signal is not cut into patches but fitted whole on the
+grid the network was trained on, which the model file stores, coordinates included.
+
 The model file (safetensors, no pickle) holds the meta-learned network, the quality levels
 (budget, quantiser, symbol frequencies) and the encoder's fitting settings; its id (a hash of
 everything the decoder depends on) is written into each file, so a file is never decoded with
@@ -41,14 +45,18 @@ from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, Mo
 from ..meta.fit import FitConfig, fit_signals, psnr_from_mse
 from ..models.siren import build_model
 from ..problems_registry import build_problem
-from .bitstream import Header, model_id_of, pack, unpack
+from .bitstream import MAX_PATCH_SIZE, Header, model_id_of, pack, unpack
 from .entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
 from .quantize import Quantizer, fit_quantizer
 
 CODEC_KIND = "image-codec"
+SIGNAL_CODEC_KIND = "signal-codec"
 CODEC_VERSION = 1
+# A non-image signal travels as one patch that covers its grid (see SignalCodec.header_for).
+SIGNAL_BIT_DEPTH = 16
 
-__all__ = ["CompressedImage", "ImageCodec", "QualityLevel", "build_codec"]
+__all__ = ["CompressedImage", "CompressedSignal", "ImageCodec", "ModulationCodec", "QualityLevel", "SignalCodec",
+           "build_codec", "build_signal_codec", "load_codec_file"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,30 @@ class CompressedImage:
         return 8.0 * len(self.data) / (self.height * self.width)
 
 
-class ImageCodec:
-    """Compress images to bytes and back with a meta-learned sparse-modulation network."""
+@dataclass
+class CompressedSignal:
+    """What :meth:`SignalCodec.compress_signals` returns per signal."""
+
+    data: bytes
+    name: str
+    quality: int
+    reconstruction: np.ndarray  # float32 (*grid, C) in stored units: exactly what the decoder produces
+    psnr: float  # on the model's [0, 1] targets
+    num_values: int  # grid points x channels
+
+    @property
+    def bits_per_value(self) -> float:
+        return 8.0 * len(self.data) / self.num_values
+
+
+class ModulationCodec:
+    """The signal path shared by every codec: a meta-learned sparse-modulation network, quality
+    levels (budget, quantiser, frequency model) and the encoder's fitting settings.
+
+    Subclasses say what a signal is (image patches, or one whole grid) and what the header holds.
+    """
+
+    kind = ""
 
     def __init__(
         self,
@@ -87,27 +117,32 @@ class ImageCodec:
         meta: dict[str, dict[str, torch.Tensor]],
         levels: Sequence[QualityLevel],
         encoder: FitConfig,
-        patch_size: int = 32,
+        coords: torch.Tensor,
         info: dict | None = None,
     ):
         if config.problem.kind not in ("mscn-modulations",):
-            raise ModelError(f"an image codec needs an mscn-modulations network, got {config.problem.kind!r}")
-        if config.model.in_dim != 2 or config.model.out_dim != 3:
-            raise ModelError("an image codec needs a network from 2-D coordinates to RGB")
+            raise ModelError(f"a codec needs an mscn-modulations network, got {config.problem.kind!r}")
         if not levels:
-            raise ModelError("an image codec needs at least one quality level")
+            raise ModelError("a codec needs at least one quality level")
+        if coords.dim() != 2 or coords.shape[1] != config.model.in_dim:
+            raise ModelError(f"coordinates of shape {tuple(coords.shape)} do not fit a network with "
+                             f"{config.model.in_dim}-D inputs")
         self.config = config
         self.meta = {g: {k: v.detach().float().cpu() for k, v in d.items()} for g, d in meta.items()}
         self.levels = list(levels)
         self.encoder = encoder
-        self.patch_size = int(patch_size)
         self.info = dict(info or {})
         self.device = torch.device("cpu")
-        self._coords = grid_coordinates((self.patch_size, self.patch_size)).reshape(-1, 2)
+        self._coords = coords.detach().float().cpu()
+        self.channels = config.model.out_dim
         self.num_modulations = build_model(config.model).num_modulations
         self.model_id = self._model_id()
 
     # -- identity and levels ------------------------------------------------------------------
+    def _identity_tensors(self) -> dict[str, torch.Tensor]:
+        """What, besides the network and the levels, the decoder depends on."""
+        return {}
+
     def _model_id(self) -> bytes:
         tensors = dict(ckpt.flatten(self.meta, "meta/"))
         for i, level in enumerate(self.levels):
@@ -115,7 +150,7 @@ class ImageCodec:
             q = level.quantizer
             tensors[f"level{i}/quantizer"] = torch.tensor([q.mean, q.std, q.clip_std, q.bits, level.budget],
                                                           dtype=torch.float64)
-        tensors["patch_size"] = torch.tensor([self.patch_size])
+        tensors.update(self._identity_tensors())
         return model_id_of(tensors)
 
     @property
@@ -131,7 +166,7 @@ class ImageCodec:
             raise ConfigError(f"quality must be between 1 and {self.num_qualities} for this model, got {quality}")
         return self.levels[quality - 1]
 
-    def to(self, device: str | torch.device) -> ImageCodec:
+    def to(self, device: str | torch.device) -> ModulationCodec:
         self.device = torch.device(device)
         self.meta = {g: {k: v.to(self.device) for k, v in d.items()} for g, d in self.meta.items()}
         self._coords = self._coords.to(self.device)
@@ -147,12 +182,13 @@ class ImageCodec:
 
     # -- the signal path -----------------------------------------------------------------------
     def fit_patches(self, patches: torch.Tensor, budget: int) -> torch.Tensor:
-        """Adapted shifts ``(N, num_modulations)`` for ``patches`` (N, P*P, 3) in [0, 1]."""
+        """Adapted shifts ``(N, num_modulations)`` for signals ``(N, P, C)`` in [0, 1] on the codec's
+        coordinates (``P`` points: a patch's pixels, or a whole grid)."""
         result = fit_signals(self.problem(budget), self.meta, self._coords, patches, self.encoder)
         return result.fast["code"]
 
     def render(self, code: torch.Tensor, budget: int, chunk: int = 512) -> torch.Tensor:
-        """Patches ``(N, P*P, 3)`` in [0, 1] from shifts ``(N, num_modulations)``."""
+        """Signals ``(N, P, C)`` in [0, 1] from shifts ``(N, num_modulations)``."""
         problem = self.problem(budget)
         noise = problem.eval_noise(self.meta)
         out = []
@@ -160,13 +196,109 @@ class ImageCodec:
             for start in range(0, code.shape[0], chunk):
                 fast = {"code": code[start:start + chunk].to(self.device)}
                 out.append(vmap(lambda f: problem.predict(f, self.meta, self._coords, noise))(fast).clamp_(0, 1))
-        return torch.cat(out) if out else code.new_zeros((0, self._coords.shape[0], 3))
+        return torch.cat(out) if out else code.new_zeros((0, self._coords.shape[0], self.channels))
 
     def _dequantized_code(self, symbols: torch.Tensor, level: QualityLevel) -> torch.Tensor:
         kept = self.kept_indices(level.budget).to(self.device)
         code = torch.zeros(symbols.shape[0], self.num_modulations, device=self.device)
         code[:, kept] = level.quantizer.dequantize(symbols).to(self.device)
         return code
+
+    def _encode_targets(self, targets: torch.Tensor, level: QualityLevel) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantised symbols ``(N, budget)`` of ``targets`` (N, P, C) and what they decode to (N, P, C)."""
+        code = self.fit_patches(targets, level.budget)
+        kept = self.kept_indices(level.budget).to(self.device)
+        symbols = level.quantizer.quantize(code[:, kept].detach().cpu())
+        return symbols, self.render(self._dequantized_code(symbols, level), level.budget)
+
+    def _decode_symbols(self, header: Header, payload: bytes) -> torch.Tensor:
+        """Signals ``(num_patches, P, C)`` in [0, 1] from a verified header and its payload."""
+        level = self._check_header(header)
+        count = header.num_patches * level.budget
+        # The model bounds how few bits any patch can take: a short payload announcing many
+        # patches is refused before anything of that size is allocated.
+        if 8 * len(payload) + 64 < 0.99 * header.num_patches * _min_bits_per_patch(level):
+            raise BitstreamError(
+                f"corrupt file: {len(payload)} payload bytes cannot hold {header.num_patches} patches"
+            )
+        symbols = decode(payload, count, level.symbol_model).reshape(header.num_patches, level.budget)
+        return self.render(self._dequantized_code(torch.from_numpy(symbols), level), level.budget)
+
+    def read_header(self, data: bytes) -> Header:
+        header, _ = unpack(data, expected_model_id=self.model_id)
+        self._check_header(header)
+        return header
+
+    def _check_header(self, header: Header) -> QualityLevel:
+        if not header.quality_index < self.num_qualities:
+            raise BitstreamError(f"quality index {header.quality_index} does not exist in this model")
+        level = self.levels[header.quality_index]
+        if header.quant_bits != level.quantizer.bits or header.clip_std != level.quantizer.clip_std:
+            raise BitstreamError("quantisation settings in the file do not match the model's quality level")
+        return level
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _extra_info(self) -> dict:
+        return {}
+
+    def _extra_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def save(self, path: str | Path) -> None:
+        tensors = {"meta": self.meta, "levels": {
+            str(i): {"frequencies": torch.tensor(level.symbol_model.frequencies)}
+            for i, level in enumerate(self.levels)
+        }}
+        extra = self._extra_tensors()
+        if extra:
+            tensors["extra"] = {"codec": extra}
+        info = {
+            "kind": self.kind,
+            "codec_version": CODEC_VERSION,
+            "config": self.config.to_dict(),
+            "encoder": dataclasses.asdict(self.encoder),
+            "levels": [{"budget": lv.budget, "quantizer": lv.quantizer.to_dict()} for lv in self.levels],
+            "model_id": self.model_id.hex(),
+            **self._extra_info(),
+            **{k: v for k, v in self.info.items() if k not in ("kind", "config", "levels", "model_id")},
+        }
+        ckpt.save(path, {k: {kk: {n: t.cpu() for n, t in vv.items()} for kk, vv in v.items()} for k, v in tensors.items()},
+                  info)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModulationCodec:
+        """A codec model file; the class follows the file's kind (``ImageCodec.load`` refuses others)."""
+        codec = load_codec_file(path)
+        if cls is not ModulationCodec and not isinstance(codec, cls):
+            raise ModelError(f"{path} is a {codec.kind} model, not an {cls.kind} model")
+        return codec
+
+
+class ImageCodec(ModulationCodec):
+    """Compress images to bytes and back with a meta-learned sparse-modulation network."""
+
+    kind = CODEC_KIND
+
+    def __init__(
+        self,
+        config: RunConfig,
+        meta: dict[str, dict[str, torch.Tensor]],
+        levels: Sequence[QualityLevel],
+        encoder: FitConfig,
+        patch_size: int = 32,
+        info: dict | None = None,
+    ):
+        if config.model.in_dim != 2 or config.model.out_dim != 3:
+            raise ModelError("an image codec needs a network from 2-D coordinates to RGB")
+        self.patch_size = int(patch_size)
+        super().__init__(config, meta, levels, encoder,
+                         grid_coordinates((self.patch_size, self.patch_size)).reshape(-1, 2), info)
+
+    def _identity_tensors(self) -> dict[str, torch.Tensor]:
+        return {"patch_size": torch.tensor([self.patch_size])}
+
+    def _extra_info(self) -> dict:
+        return {"patch_size": self.patch_size}
 
     # -- images <-> bytes ------------------------------------------------------------------------
     def compress(self, image: np.ndarray, quality: int | None = None) -> CompressedImage:
@@ -180,10 +312,7 @@ class ImageCodec:
         cut = [to_patches(torch.from_numpy(rgb), self.patch_size) for rgb, _ in prepared]
         counts = [p.shape[0] for p, _, _ in cut]
         patches = torch.cat([p for p, _, _ in cut]).to(self.device).reshape(sum(counts), -1, 3).float() / 255.0
-        code = self.fit_patches(patches, level.budget)
-        kept = self.kept_indices(level.budget).to(self.device)
-        symbols = level.quantizer.quantize(code[:, kept].detach().cpu())
-        decoded = self.render(self._dequantized_code(symbols, level), level.budget)
+        symbols, decoded = self._encode_targets(patches, level)
         results, start = [], 0
         for (rgb, channels), (_, grid, _), count in zip(prepared, cut, counts):
             sym = symbols[start:start + count]
@@ -212,88 +341,148 @@ class ImageCodec:
             image = image.mean(dim=2, keepdim=True)
         return np.floor(image.numpy().astype(np.float64) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
 
-    def read_header(self, data: bytes) -> Header:
-        header, _ = unpack(data, expected_model_id=self.model_id)
-        self._check_header(header)
-        return header
-
     def _check_header(self, header: Header) -> QualityLevel:
         if header.patch_size != self.patch_size:
             raise BitstreamError(f"patch size {header.patch_size} does not match the model's {self.patch_size}")
-        if not header.quality_index < self.num_qualities:
-            raise BitstreamError(f"quality index {header.quality_index} does not exist in this model")
         if header.channels not in (1, 3):
             raise BitstreamError(f"unsupported channel count {header.channels}")
-        level = self.levels[header.quality_index]
-        if header.quant_bits != level.quantizer.bits or header.clip_std != level.quantizer.clip_std:
-            raise BitstreamError("quantisation settings in the file do not match the model's quality level")
-        return level
+        return super()._check_header(header)
 
     def decompress(self, data: bytes) -> np.ndarray:
         """uint8 image (H, W, C) from a file's bytes; ``BitstreamError`` for anything wrong with them."""
         header, payload = unpack(data, expected_model_id=self.model_id)
-        level = self._check_header(header)
-        count = header.num_patches * level.budget
-        # The model bounds how few bits any patch can take: a short payload announcing many
-        # patches is refused before anything of that size is allocated.
-        if 8 * len(payload) + 64 < 0.99 * header.num_patches * _min_bits_per_patch(level):
-            raise BitstreamError(
-                f"corrupt file: {len(payload)} payload bytes cannot hold {header.num_patches} patches"
-            )
-        symbols = decode(payload, count, level.symbol_model).reshape(header.num_patches, level.budget)
-        code = self._dequantized_code(torch.from_numpy(symbols), level)
-        patches = self.render(code, level.budget)
+        patches = self._decode_symbols(header, payload)
         grid = (-(-header.height // self.patch_size), -(-header.width // self.patch_size))
         return self._assemble(patches, grid, (header.height, header.width), header.channels)
 
-    # -- persistence ----------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        tensors = {"meta": self.meta, "levels": {
-            str(i): {"frequencies": torch.tensor(level.symbol_model.frequencies)}
-            for i, level in enumerate(self.levels)
-        }}
-        info = {
-            "kind": CODEC_KIND,
-            "codec_version": CODEC_VERSION,
-            "config": self.config.to_dict(),
-            "patch_size": self.patch_size,
-            "encoder": dataclasses.asdict(self.encoder),
-            "levels": [{"budget": lv.budget, "quantizer": lv.quantizer.to_dict()} for lv in self.levels],
-            "model_id": self.model_id.hex(),
-            **{k: v for k, v in self.info.items() if k not in ("kind", "config", "levels", "model_id")},
-        }
-        ckpt.save(path, {k: {kk: {n: t.cpu() for n, t in vv.items()} for kk, vv in v.items()} for k, v in tensors.items()},
-                  info)
 
-    @classmethod
-    def load(cls, path: str | Path) -> ImageCodec:
-        flat, info = ckpt.load(path, "cpu")
-        if info.get("kind") != CODEC_KIND:
-            raise ModelError(
-                f"{path} is not an image codec model (kind {info.get('kind')!r}); "
-                "make one from a trained network with `metasparse codec-build`"
-            )
-        if info.get("codec_version") != CODEC_VERSION:
-            raise ModelError(f"{path}: unsupported codec model version {info.get('codec_version')!r}")
-        try:
-            config = RunConfig.from_dict(info["config"])
-            meta = ckpt.unflatten(flat, "meta/")
-            levels = []
-            for i, spec in enumerate(info["levels"]):
-                freq = flat[f"levels/{i}/frequencies"].numpy()
-                levels.append(QualityLevel(int(spec["budget"]), Quantizer.from_dict(spec["quantizer"]),
-                                           SymbolModel(freq)))
-            encoder = FitConfig(**info["encoder"])
-            codec = cls(config, meta, levels, encoder, int(info["patch_size"]),
-                        {k: v for k, v in info.items() if k not in ("config", "levels", "encoder", "format", "version")})
-        except MetasparseError as e:
-            raise ModelError(f"{path}: invalid codec model ({e})") from None
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"{path}: invalid codec model ({type(e).__name__}: {e})") from None
-        stored = info.get("model_id")
-        if stored is not None and stored != codec.model_id.hex():
-            raise ModelError(f"{path}: the model's contents do not match its id (corrupt file)")
-        return codec
+class SignalCodec(ModulationCodec):
+    """Compress signals of a non-image modality, each fitted whole on the model's grid.
+
+    The container is the image codec's: a signal is one patch covering its grid, whose first
+    dimension is stored as the height and the product of the others as the width (a 32^3 voxel
+    grid: 32 x 1,024); the decoder checks both against the model's grid.
+    """
+
+    kind = SIGNAL_CODEC_KIND
+
+    def __init__(
+        self,
+        config: RunConfig,
+        meta: dict[str, dict[str, torch.Tensor]],
+        levels: Sequence[QualityLevel],
+        encoder: FitConfig,
+        coords: torch.Tensor,
+        scale: float = 1.0,
+        info: dict | None = None,
+    ):
+        """``coords``: the modality's grid ``(*grid, in_dim)``; ``scale``: stored value x scale = target."""
+        if coords.dim() < 2:
+            raise ModelError("a signal codec needs a coordinate grid (*grid, in_dim)")
+        self.grid_shape = tuple(int(s) for s in coords.shape[:-1])
+        self.scale = float(scale)
+        self.modality = config.data.modality
+        super().__init__(config, meta, levels, encoder, coords.reshape(-1, coords.shape[-1]), info)
+        height, width = self._stored_size()
+        if max(height, width) > MAX_PATCH_SIZE:
+            raise ModelError(f"a grid of {self.grid_shape} is too large for the container (at most "
+                             f"{MAX_PATCH_SIZE} along the first axis and in the product of the others)")
+
+    def _stored_size(self) -> tuple[int, int]:
+        return self.grid_shape[0], int(np.prod(self.grid_shape[1:], dtype=np.int64)) if len(self.grid_shape) > 1 else 1
+
+    def _identity_tensors(self) -> dict[str, torch.Tensor]:
+        return {"coords": self._coords.cpu(), "scale": torch.tensor([self.scale], dtype=torch.float64)}
+
+    def _extra_info(self) -> dict:
+        return {"grid_shape": list(self.grid_shape), "scale": self.scale, "modality": self.modality}
+
+    def _extra_tensors(self) -> dict[str, torch.Tensor]:
+        return {"coords": self._coords.cpu()}
+
+    def header_for(self, quality: int) -> Header:
+        height, width = self._stored_size()
+        level = self.level(quality)
+        return Header(model_id=self.model_id, height=height, width=width, channels=self.channels,
+                      bit_depth=SIGNAL_BIT_DEPTH, patch_size=max(height, width), quality_index=quality - 1,
+                      quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std, num_patches=1)
+
+    def compress_signals(self, signals, quality: int | None = None) -> list[CompressedSignal]:
+        """Compress a ``SignalSet`` on this codec's grid (one file's bytes per signal)."""
+        if tuple(signals.grid_shape) != self.grid_shape or signals.channels != self.channels:
+            raise DataError(f"signals on a {signals.grid_shape} grid with {signals.channels} channel(s) do not match "
+                            f"this model's {self.grid_shape} grid with {self.channels}")
+        if signals.modality != self.modality:
+            raise DataError(f"this model compresses {self.modality} signals, not {signals.modality}")
+        quality = self.default_quality if quality is None else int(quality)
+        level = self.level(quality)
+        targets = signals.targets().to(self.device)
+        if not torch.isfinite(targets).all():
+            raise DataError("the signals contain NaN or infinite values")
+        symbols, decoded = self._encode_targets(targets, level)
+        header = self.header_for(quality)
+        names = signals.names or [f"signal{k}" for k in range(len(signals))]
+        results = []
+        for k in range(len(signals)):
+            data = pack(header, encode(symbols[k:k + 1].numpy(), level.symbol_model))
+            mse = ((decoded[k] - targets[k]) ** 2).mean()
+            results.append(CompressedSignal(data=data, name=names[k], quality=quality,
+                                            reconstruction=self._to_stored(decoded[k]),
+                                            psnr=float(psnr_from_mse(mse)), num_values=int(targets[k].numel())))
+        return results
+
+    def _to_stored(self, flat: torch.Tensor) -> np.ndarray:
+        return (flat.detach().cpu().float() / self.scale).reshape(*self.grid_shape, self.channels).numpy()
+
+    def _check_header(self, header: Header) -> QualityLevel:
+        expected = self.header_for(1)
+        if (header.height, header.width, header.channels, header.bit_depth, header.num_patches) != (
+                expected.height, expected.width, expected.channels, expected.bit_depth, 1):
+            raise BitstreamError(f"the file holds a {header.height}x{header.width} signal with {header.channels} "
+                                 f"channel(s), not one on this model's {self.grid_shape} grid")
+        return super()._check_header(header)
+
+    def decompress(self, data: bytes) -> np.ndarray:
+        """float32 values (*grid, C) in stored units from a file's bytes."""
+        header, payload = unpack(data, expected_model_id=self.model_id)
+        return self._to_stored(self._decode_symbols(header, payload)[0])
+
+
+def load_codec_file(path: str | Path) -> ModulationCodec:
+    """An image or signal codec model from its file (safetensors + JSON; refuses anything else)."""
+    flat, info = ckpt.load(path, "cpu")
+    kind = info.get("kind")
+    if kind not in (CODEC_KIND, SIGNAL_CODEC_KIND):
+        raise ModelError(
+            f"{path} is not a codec model (kind {kind!r}); "
+            "make one from a trained network with `metasparse codec-build`"
+        )
+    if info.get("codec_version") != CODEC_VERSION:
+        raise ModelError(f"{path}: unsupported codec model version {info.get('codec_version')!r}")
+    try:
+        config = RunConfig.from_dict(info["config"])
+        meta = ckpt.unflatten(flat, "meta/")
+        levels = []
+        for i, spec in enumerate(info["levels"]):
+            freq = flat[f"levels/{i}/frequencies"].numpy()
+            levels.append(QualityLevel(int(spec["budget"]), Quantizer.from_dict(spec["quantizer"]),
+                                       SymbolModel(freq)))
+        encoder = FitConfig(**info["encoder"])
+        rest = {k: v for k, v in info.items()
+                if k not in ("config", "levels", "encoder", "format", "version", "grid_shape", "scale", "modality")}
+        if kind == CODEC_KIND:
+            codec = ImageCodec(config, meta, levels, encoder, int(info["patch_size"]), rest)
+        else:
+            coords = flat["extra/codec/coords"].reshape(*[int(s) for s in info["grid_shape"]], -1)
+            codec = SignalCodec(config, meta, levels, encoder, coords, float(info["scale"]), rest)
+    except MetasparseError as e:
+        raise ModelError(f"{path}: invalid codec model ({e})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: invalid codec model ({type(e).__name__}: {e})") from None
+    stored = info.get("model_id")
+    if stored is not None and stored != codec.model_id.hex():
+        raise ModelError(f"{path}: the model's contents do not match its id (corrupt file)")
+    return codec
 
 
 def _min_bits_per_patch(level: QualityLevel) -> float:
@@ -343,25 +532,62 @@ def build_codec(
     device: str | torch.device = "cpu",
     log=lambda s: None,
 ) -> ImageCodec:
-    """Make a codec from a trained mscn-modulations network and uint8 training patches (N, P, P, 3).
+    """Make an image codec from a trained mscn-modulations network and uint8 training patches (N, P, P, 3).
 
     Per budget: fit the training patches, take the kept shifts, and pick the fewest bits whose
     quantisation costs at most ``max_quantization_loss_db`` of PSNR on these patches; then fit a
     per-modulation frequency model on their symbols.
     """
+    _check_budgets(config, budgets)
+    placeholder = _placeholder_levels(budgets, clip_std)
+    codec = ImageCodec(config, meta, placeholder, encoder, patch_size, info).to(device)
+    targets = patches.to(device).reshape(patches.shape[0], -1, 3).float() / 255.0
+    levels = _fit_levels(codec, targets, budgets, bits_choices, clip_std, max_quantization_loss_db,
+                         patch_size**2, "bpp", log)
+    return ImageCodec(config, meta, levels, encoder, patch_size, info)
+
+
+def build_signal_codec(
+    config: RunConfig,
+    meta: dict[str, dict[str, torch.Tensor]],
+    signals,
+    budgets: Sequence[int],
+    encoder: FitConfig,
+    bits_choices: Sequence[int] = (3, 4, 5, 6, 7, 8),
+    clip_std: float = 3.0,
+    max_quantization_loss_db: float = 0.5,
+    info: dict | None = None,
+    device: str | torch.device = "cpu",
+    log=lambda s: None,
+) -> SignalCodec:
+    """Make a codec for ``signals`` (a ``SignalSet`` of training signals, whose grid it adopts)."""
+    _check_budgets(config, budgets)
+    placeholder = _placeholder_levels(budgets, clip_std)
+    codec = SignalCodec(config, meta, placeholder, encoder, signals.coords, signals.scale, info).to(device)
+    targets = signals.targets().to(device)
+    levels = _fit_levels(codec, targets, budgets, bits_choices, clip_std, max_quantization_loss_db,
+                         signals.num_points * signals.channels, "bits per value", log)
+    return SignalCodec(config, meta, levels, encoder, signals.coords, signals.scale, info)
+
+
+def _check_budgets(config: RunConfig, budgets: Sequence[int]) -> None:
     num_modulations = build_problem(config, None).model.num_modulations
     for b in budgets:
         if not 1 <= b <= num_modulations:
             raise ConfigError(f"budget {b} outside [1, {num_modulations}] modulations of this network")
-    placeholder = [QualityLevel(b, fit_quantizer(torch.zeros(2), 8, clip_std), _uniform_model(256))
-                   for b in budgets]
-    codec = ImageCodec(config, meta, placeholder, encoder, patch_size, info).to(device)
-    targets = patches.to(device).reshape(patches.shape[0], -1, 3).float() / 255.0
+
+
+def _placeholder_levels(budgets: Sequence[int], clip_std: float) -> list[QualityLevel]:
+    return [QualityLevel(b, fit_quantizer(torch.zeros(2), 8, clip_std), _uniform_model(256)) for b in budgets]
+
+
+def _fit_levels(codec: ModulationCodec, targets: torch.Tensor, budgets, bits_choices, clip_std,
+                max_quantization_loss_db, values_per_signal: int, unit: str, log) -> list[QualityLevel]:
     levels = []
     for budget in budgets:
         t0 = time.perf_counter()
         code = codec.fit_patches(targets, budget)
-        kept = codec.kept_indices(budget).to(device)
+        kept = codec.kept_indices(budget).to(targets.device)
         values = code[:, kept].detach().cpu()
         exact = psnr_from_mse(((codec.render(code, budget) - targets) ** 2).mean()).item()
         chosen = None
@@ -377,7 +603,7 @@ def build_codec(
         quantizer, symbols, quantized = chosen
         model = fit_symbol_model(symbols.numpy(), quantizer.num_symbols, per_position=True)
         levels.append(QualityLevel(budget, quantizer, model))
-        bits_per_patch = estimated_bits(symbols.numpy(), model) / symbols.shape[0]
+        bits_per_signal = estimated_bits(symbols.numpy(), model) / symbols.shape[0]
         log(f"budget {budget}: {quantizer.bits} bits, train PSNR {exact:.2f} dB → {quantized:.2f} dB quantised, "
-            f"~{bits_per_patch / patch_size**2:.3f} bpp ({time.perf_counter() - t0:.0f} s)")
-    return ImageCodec(config, meta, levels, encoder, patch_size, info)
+            f"~{bits_per_signal / values_per_signal:.3f} {unit} ({time.perf_counter() - t0:.0f} s)")
+    return levels

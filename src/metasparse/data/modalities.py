@@ -379,10 +379,10 @@ def save_sdf2d(signals: SignalSet, recon: torch.Tensor, path: Path) -> list[Path
 
 
 register_modality(Modality("voxels", "occupancy grids of OBJ meshes: (x, y, z) -> {0, 1}; accuracy, IoU",
-                           3, 1, load_voxels, voxel_metrics, save_voxels))
+                           3, 1, load_voxels, voxel_metrics, save_voxels, augmentations=("poses",)))
 register_modality(Modality("sdf3d", "signed distances to OBJ meshes on a grid: (x, y, z) -> d; Chamfer",
-                           3, 1, load_sdf3d, sdf3d_metrics, save_sdf3d))
+                           3, 1, load_sdf3d, sdf3d_metrics, save_sdf3d, augmentations=("poses",)))
 register_modality(Modality("sphere", "lat/lon grids (ERA5 temperature) as points on the unit sphere; PSNR",
-                           3, 1, load_sphere, None, save_sphere))
+                           3, 1, load_sphere, None, save_sphere, augmentations=("rolls",)))
 register_modality(Modality("sdf2d", "2D signed distance images of shapes: (x, y) -> d; PSNR, IoU",
-                           2, 1, load_sdf2d, sdf2d_metrics, save_sdf2d))
+                           2, 1, load_sdf2d, sdf2d_metrics, save_sdf2d, augmentations=("views", "count")))
