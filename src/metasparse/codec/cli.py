@@ -78,6 +78,13 @@ def _output_for(source: Path, out: Path | None, suffix: str, many: bool) -> Path
     return out
 
 
+def _check_compressed_file(source: Path) -> None:
+    if not source.exists():
+        raise DataError(f"{source}: no such file")
+    if source.is_dir():
+        raise DataError(f"{source} is a folder; pass {EXTENSION} files")
+
+
 def _check_writable(target: Path, force: bool) -> None:
     if target.exists() and not force:
         raise MetasparseError(f"{target} exists; pass --force to overwrite it or -o to write elsewhere")
@@ -180,10 +187,7 @@ def register(app: typer.Typer) -> None:
             return
         many = len(files) > 1
         for source in files:
-            if not source.exists():
-                raise DataError(f"{source}: no such file")
-            if source.is_dir():
-                raise DataError(f"{source} is a folder; pass {EXTENSION} files")
+            _check_compressed_file(source)
             target = _output_for(source, output, ".png", many)
             _check_writable(target, force)
             t0 = time.perf_counter()
@@ -333,16 +337,33 @@ def _compress_signals(codec, sources: list[Path], output: Path | None, quality, 
         if not keep:
             continue
         t_fit = time.perf_counter()
-        results = codec.compress_signals(signals.subset(keep), quality)
+        chosen = signals.subset(keep)
+        results = codec.compress_signals(chosen, quality)
         seconds = (time.perf_counter() - t_fit) / len(keep)
-        for k, result in zip(keep, results):
+        metrics = _signal_metrics(codec, chosen, results)
+        for i, (k, result) in enumerate(zip(keep, results)):
             targets[k].parent.mkdir(parents=True, exist_ok=True)
             write_atomic(targets[k], result.data)
+            extra = "".join(f"  {name} {values[i]:.4f}" for name, values in metrics.items())
             out.print(f"{prefix}{result.name} → {targets[k]}  {len(result.data):,} bytes  "
-                      f"{result.bits_per_value:.4f} bits/value  PSNR {result.psnr:.2f} dB  "
+                      f"{result.bits_per_value:.4f} bits/value  PSNR {result.psnr:.2f} dB{extra}  "
                       f"quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s", markup=False, highlight=False)
         done += len(keep)
     out.print(f"{prefix}{done} signal(s) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+
+
+def _signal_metrics(codec, signals, results) -> dict:
+    """The modality's own measures (voxel accuracy, IoU, Chamfer ...) of what the files decode to."""
+    import numpy as np
+    import torch
+
+    from ..modality import get_modality
+
+    measure = get_modality(codec.modality).metrics
+    if measure is None:
+        return {}
+    decoded = torch.from_numpy(np.stack([r.reconstruction for r in results])) * codec.scale
+    return measure(signals, decoded.reshape(len(results), -1, codec.channels))
 
 
 def _decompress_signals(codec, files: list[Path], output: Path | None, force: bool) -> None:
@@ -357,10 +378,7 @@ def _decompress_signals(codec, files: list[Path], output: Path | None, force: bo
 
     many = len(files) > 1
     for source in files:
-        if not source.exists():
-            raise DataError(f"{source}: no such file")
-        if source.is_dir():
-            raise DataError(f"{source} is a folder; pass {EXTENSION} files")
+        _check_compressed_file(source)
         target = _output_for(source, output, ".npy", many)
         if target.suffix.lower() != ".npy":
             raise ConfigError(f"{codec.modality} signals decompress to .npy files, not {target.suffix}")
