@@ -42,7 +42,8 @@ def test_mscn_functa_writes_results_and_pattern_analysis(faces, tiny_scale, tmp_
 
 
 def test_mscn_sparse_compares_at_equal_cost(faces, tiny_scale, tmp_path):
-    mscn.run_mscn_experiment("mscn-sparse", "tiny", str(faces), tmp_path / "out")
+    files = mscn.run_mscn_experiment("mscn-sparse", "tiny", str(faces), tmp_path / "out")
+    assert any(str(f).endswith("mscn_sparse_faces.png") for f in files)
     rows = json.loads((tmp_path / "out" / "mscn_sparse.json").read_text())["results"]
     by_cost: dict = {}
     for r in rows:
@@ -59,3 +60,20 @@ def test_unknown_names_are_clear_errors(faces, tmp_path):
         mscn.run_mscn_experiment("nope", "cpu", str(faces), tmp_path)
     with pytest.raises(ConfigError):
         mscn.run_mscn_experiment("mscn-functa", "huge", str(faces), tmp_path)
+
+
+def test_mscn_ema_ablation_reuses_the_modulation_models(faces, tiny_scale, tmp_path):
+    out = tmp_path / "out"
+    files = mscn.run_mscn_experiment("mscn-functa", "tiny", str(faces), out)
+    assert (out / "mscn_functa_faces.png").stat().st_size > 1000 and out / "mscn_functa_faces.png" in files
+    trained = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.safetensors")}
+    mscn.run_mscn_experiment("mscn-ema", "tiny", str(faces), out)
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.safetensors")} == trained
+    rows = json.loads((out / "mscn_ema.json").read_text())["results"]
+    methods = {r["method"] for r in rows}
+    assert methods == {f"{k} steps, " + ("last iterate" if d is None else f"EMA {d:g}")
+                       for k in mscn.EMA_STEPS for d in mscn.EMA_DECAYS}
+    assert {r["cost"] for r in rows} == set(tiny_scale.budgets)
+    assert {r["steps"] for r in rows} == set(mscn.EMA_STEPS)
+    # Different read-outs of the same fit give different reconstructions.
+    assert len({round(r["psnr_mean"], 6) for r in rows if r["cost"] == 4}) > 1

@@ -12,6 +12,13 @@ equal per-signal cost: Meta-SparseINR's cost is its non-zero weights, MSCN's the
 of the weight change ``theta_K - theta_0``. Same SIREN, same w0, same meta-training steps (MSCN gets
 as many steps as Meta-SparseINR needed to reach that sparsity), same test-time fit (Adam).
 
+``mscn-ema`` (MSCN Appendix D.2, Table 3): the ``mscn-functa`` MSCN models (trained again if
+``--out`` lacks them) fitted to the test faces for as many inner steps as in training and for 10,
+reading out the last iterate or an exponential moving average of the iterates with several decays.
+
+Both ``mscn-functa`` and ``mscn-sparse`` also draw a few test faces reconstructed by every method
+beside the originals (MSCN Figs. 4b, 6, 7).
+
 Every run is a ``Trainer`` run directory (resumable) and every evaluated point is cached as JSON,
 so re-running the command continues where it stopped.
 """
@@ -139,11 +146,13 @@ def _train(ctx: Ctx, config: RunConfig, name: str) -> MetaModel:
 
 
 def _point(ctx: Ctx, experiment: str, method: str, cost: int, model_fn: Callable[[], MetaModel],
-           fit: FitConfig, steps: int, cost_of: Callable[[MetaModel], int] | None = None) -> list[Result]:
+           fit: FitConfig, steps: int, cost_of: Callable[[MetaModel], int] | None = None,
+           test_sets: list[str] | None = None) -> list[Result]:
     results = []
     model = None
-    for test_set in ctx.test_sets():
-        path = ctx.out / "points" / f"{method.replace(' ', '_').replace('(', '').replace(')', '')}_{cost}_{test_set}.json"
+    for test_set in test_sets or ctx.test_sets():
+        stem = method.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+        path = ctx.out / "points" / f"{stem}_{cost}_{test_set}.json"
         if path.exists():
             results.append(Result(**json.loads(path.read_text())))
             continue
@@ -200,6 +209,61 @@ def pattern_analysis(patterns: dict[int, list[int]], width: int, depth: int) -> 
     reuse = {f"{a}->{b}": len(set(patterns[a]) & set(patterns[b])) / max(1, len(patterns[a]))
              for a, b in itertools.pairwise(budgets)}
     return {"kept_per_layer": per_layer, "reuse_of_smaller_budget": reuse}
+
+
+# ------------------------------------------------------------------------------ mscn-ema
+
+# The paper's decays were lost with its Table 3 header; these span "barely smoothed" to "mostly the
+# early iterates" for 3-10 steps.
+EMA_DECAYS = (None, 0.5, 0.7, 0.8, 0.9)
+EMA_STEPS = (3, 10)
+
+
+def run_mscn_ema(ctx: Ctx) -> list[Result]:
+    results: list[Result] = []
+    for budget in ctx.scale.budgets:
+        config = modulation_config(ctx, "MSCN", budget)
+        for steps in EMA_STEPS:
+            for decay in EMA_DECAYS:
+                fit = replace(config.fit, steps=steps, ema_decay=decay)
+                method = f"{steps} steps, " + ("last iterate" if decay is None else f"EMA {decay:g}")
+                results += _point(ctx, "mscn-ema", method, budget, lambda c=config: _train(ctx, c, c.name), fit,
+                                  steps, test_sets=["celeba-test"])
+    return results
+
+
+# ------------------------------------------------------------------------------ pictures
+
+
+def reconstruction_grid(ctx: Ctx, models: dict[str, tuple[MetaModel, FitConfig]], path: Path, count: int = 6,
+                        test_set: str = "celeba-test") -> Path:
+    """The first ``count`` test faces (top row) and each method's fit of them (one row per method)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    faces = ctx.signals(test_set).subset(slice(0, count))
+    rows = [("original", faces.targets())]
+    for label, (model, fit) in models.items():
+        report, result = evaluate(model, faces, fit, ctx.device, keep_reconstructions=True)
+        rows.append((f"{label}\n{report.psnr_mean:.1f} dB", result.reconstructions.cpu()))
+    n = len(faces)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.4, 1.3 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        grid = images.reshape(n, *faces.grid_shape, -1).clamp(0, 1).numpy()
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(grid[c], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    plt.close(fig)
+    return write_atomic(path, png.getvalue())
 
 
 # ------------------------------------------------------------------------------ mscn-sparse
@@ -320,6 +384,7 @@ def _plot_patterns(analysis: dict, path: Path) -> Path:
 MSCN_EXPERIMENTS = {
     "mscn-functa": "MSCN sparse modulations vs Functa at equal modulation budgets (MSCN Table 1, Fig. 5)",
     "mscn-sparse": "MSCN sparse updates (MetaSGD, fixed lr, fully sparse) vs Meta-SparseINR at equal cost",
+    "mscn-ema": "EMA of the inner-loop iterates at test time, several decays (MSCN App. D.2, Table 3)",
 }
 
 
@@ -334,15 +399,35 @@ def run_mscn_experiment(name: str, scale: str, data: str, out: str | Path, hq_da
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(MSCN_SCALES[scale], data, hq_data, out, torch.device(device), log)
+    s = ctx.scale
+    pictures: list[Path] = []
     if name == "mscn-functa":
         results, patterns = run_mscn_functa(ctx)
-        s = ctx.scale
         extra = {"scale": asdict(s), "patterns": pattern_analysis(patterns, s.width, s.depth),
                  "paper_table1_celeba_hq64": PAPER_TABLE1}
+        shown = {}
+        for budget in (min(s.budgets), max(s.budgets)):
+            for kind in ("Functa", "MSCN"):
+                config = modulation_config(ctx, kind, budget)
+                shown[f"{kind} {budget}"] = (_train(ctx, config, config.name), config.fit)
+        pictures.append(reconstruction_grid(ctx, shown, out / "mscn_functa_faces.png"))
+    elif name == "mscn-ema":
+        results = run_mscn_ema(ctx)
+        extra = {"scale": asdict(s), "decays": list(EMA_DECAYS), "steps": list(EMA_STEPS)}
     else:
         results = run_mscn_sparse(ctx)
-        extra = {"scale": asdict(ctx.scale)}
-    return write_results(results, out, name.replace("-", "_"), extra)
+        extra = {"scale": asdict(s)}
+        base = sparse_base_config(ctx)
+        rounds = max(s.sparse_fractions)
+        sparse = MetaModel.load(ctx.out / "runs" / "meta-sparse-inr" / f"round_{rounds:02d}.safetensors")
+        count = int(sum(int(m.sum()) for m in sparse.masks.values())) if sparse.masks else 0
+        shown = {f"Meta-SparseINR {count}": (sparse, base.fit)}
+        for kind, tag, label in (("mscn-updates", "metasgd", "MSCN (MetaSGD)"),
+                                 ("mscn-weights", "metasgd", "MSCN fully sparse")):
+            shown[f"{label} {count}"] = (MetaModel.load(ctx.out / "runs" / f"{kind}-{tag}-{count}" /
+                                                         "model.safetensors"), base.fit)
+        pictures.append(reconstruction_grid(ctx, shown, out / "mscn_sparse_faces.png"))
+    return write_results(results, out, name.replace("-", "_"), extra) + pictures
 
 
 __all__ = ["MSCN_EXPERIMENTS", "MSCN_SCALES", "PAPER_TABLE1", "run_mscn_experiment"]
