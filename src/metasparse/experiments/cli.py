@@ -11,7 +11,7 @@ def register(app) -> None:
     @app.command()
     def experiment(
         name: str | None = typer.Argument(None, help="experiment name (see --list)"),
-        scale: str = typer.Option("cpu", "--scale", help="cpu | gpu | paper"),
+        scale: str = typer.Option("cpu", "--scale", help="cpu | cpu-deep | gpu | paper (MSCN experiments: cpu | gpu | paper)"),
         data: str | None = typer.Option(None, "--data", help="training images (folder)"),
         val_data: str | None = typer.Option(
             None, "--val-data", help="test images (default: the sibling 'val' folder of a '.../train' --data)"
