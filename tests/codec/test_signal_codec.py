@@ -100,3 +100,40 @@ def test_sphere_codec_round_trips_a_grid_file(tmp_path, capsys):
     decoded = np.load(tmp_path / "t.npy")
     assert decoded.shape == (6, 12, 1)
     assert np.isfinite(decoded).all() and 0 <= decoded.min() and decoded.max() <= 1
+
+
+def test_fuzzed_signal_files_are_refused_or_decode_to_the_grid(voxel_codec):
+    """Re-checksummed payloads and headers of a voxel file: a grid of the model's shape or a
+    BitstreamError, nothing else."""
+    import dataclasses
+
+    from metasparse.codec.bitstream import pack
+
+    _, meshes, model = voxel_codec
+    codec = load_codec(str(model))
+    signals = load_signal_set(DataConfig(path=str(meshes / "cube.obj"), modality="voxels", transform="size=8"))
+    original = codec.compress_signals(signals, 2)[0].data
+    header, payload = unpack(original)
+    rng = np.random.default_rng(1)
+    outcomes = {"refused": 0, "decoded": 0}
+    for trial in range(120):
+        if trial % 2:
+            body = bytearray(payload)
+            body[rng.integers(len(body))] ^= int(rng.integers(1, 256))
+            data = pack(header, bytes(body[: rng.integers(0, len(body) + 1)] if trial % 3 == 0 else body))
+        else:
+            field = ["height", "width", "channels", "num_patches", "patch_size", "quality_index"][trial % 6]
+            try:
+                data = pack(dataclasses.replace(header, **{field: int(rng.choice([1, 2, 7, 64, 512, 4096]))}),
+                            payload)
+            except BitstreamError:
+                outcomes["refused"] += 1
+                continue
+        try:
+            values = codec.decompress(data)
+        except BitstreamError:
+            outcomes["refused"] += 1
+        else:
+            assert values.shape == (8, 8, 8, 1) and np.isfinite(values).all()
+            outcomes["decoded"] += 1
+    assert outcomes["refused"] > 0
