@@ -362,7 +362,8 @@ def _plot_patterns(analysis: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     per_layer = analysis["kept_per_layer"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    reuse = analysis.get("reuse_of_smaller_budget", {})
+    fig, (ax, ax_reuse) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [3, 2]})
     budgets = sorted(per_layer, key=int)
     layers = len(next(iter(per_layer.values())))
     bottom = np.zeros(len(budgets))
@@ -374,6 +375,11 @@ def _plot_patterns(analysis: dict, path: Path) -> Path:
     ax.set_ylabel("share of kept modulations")
     ax.set_title("where the kept modulations sit (per SIREN layer)")
     ax.legend(fontsize=7)
+    ax_reuse.bar(list(reuse), [100 * v for v in reuse.values()], color="tab:gray")
+    ax_reuse.set_ylim(0, 100)
+    ax_reuse.set_ylabel("% of the smaller budget's modulations kept")
+    ax_reuse.set_title("reuse across budgets")
+    ax_reuse.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=110)
