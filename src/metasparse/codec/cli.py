@@ -107,7 +107,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compress images to .mspz files (bpp and PSNR printed per file).
 
-        Under torchrun every rank compresses its share of the files (docs/distributed.md).
+        A codec model of another modality takes that modality's files instead (meshes for voxels
+        and SDFs, .npy grids for the sphere; docs/modalities.md). Under torchrun every rank
+        compresses its share of the files (docs/distributed.md).
         """
         from .. import distributed
         from ..io import write_atomic
@@ -174,7 +176,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device"),
         force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
     ) -> None:
-        """Decompress .mspz files to PNG images."""
+        """Decompress .mspz files to PNG images (signals of other modalities: .npy grids, .obj surfaces)."""
         from ..data.images import save_image
         from ..metrics_image import psnr
         from .model import SignalCodec
