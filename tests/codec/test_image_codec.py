@@ -109,6 +109,26 @@ def test_a_file_from_another_model_is_refused(codec) -> None:
         codec.decompress(data)
 
 
+def test_the_model_id_covers_the_architecture(codec) -> None:
+    """Same weights, another w0: the shifts would decode to another image, so the id differs."""
+    changed = dataclasses.replace(codec.config, model=dataclasses.replace(codec.config.model, w0=60.0))
+    other = ImageCodec(changed, codec.meta, codec.levels, codec.encoder, PATCH)
+    assert other.model_id != codec.model_id
+    with pytest.raises(BitstreamError, match="different model"):
+        other.decompress(codec.compress(smooth_image(8, 8)).data)
+
+
+def test_inconsistent_quality_levels_are_refused(codec) -> None:
+    from metasparse.codec.model import QualityLevel
+
+    level = codec.levels[0]
+    wider = dataclasses.replace(level.quantizer, bits=level.quantizer.bits + 1)
+    for bad in (QualityLevel(level.budget, wider, level.symbol_model),
+                QualityLevel(codec.num_modulations + 1, level.quantizer, level.symbol_model)):
+        with pytest.raises(ModelError):
+            ImageCodec(codec.config, codec.meta, [bad], codec.encoder, PATCH)
+
+
 def test_a_non_codec_model_file_is_refused(tmp_path) -> None:
     (tmp_path / "x.safetensors").write_bytes(b"not a model")
     with pytest.raises(ModelError):

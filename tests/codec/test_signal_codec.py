@@ -54,11 +54,12 @@ def test_voxels_compress_to_files_and_decode_to_grids_and_meshes(voxel_codec, ca
     text = capsys.readouterr().out
     assert "bits/value" in text and "PSNR" in text
     files = sorted(out.glob("*.mspz"))
-    assert [f.name for f in files] == ["cube_pose00.mspz", "tetra_pose00.mspz"]
+    assert [f.name for f in files] == ["cube.mspz", "tetra.mspz"]
     header, _ = unpack(files[0].read_bytes(), expected_model_id=codec.model_id)
     assert (header.height, header.width, header.channels, header.num_patches) == (8, 64, 1, 1)
     main(["decompress", *map(str, files), "-o", str(root / "d"), "-m", str(model)])
-    values = np.load(root / "d" / "cube_pose00.npy")
+    values = np.load(root / "d" / "cube.npy")
+    assert (root / "d" / "cube.obj").exists() or values.max() <= 0.5 or values.min() >= 0.5
     assert values.shape == (8, 8, 8, 1) and values.dtype == np.float32
     assert np.array_equal(values, codec.decompress(files[0].read_bytes()))
     # What compress reports is exactly what decodes.
@@ -66,6 +67,28 @@ def test_voxels_compress_to_files_and_decode_to_grids_and_meshes(voxel_codec, ca
     again = codec.compress_signals(signals, 2)[0]
     assert np.array_equal(again.reconstruction, values)
     assert again.data == files[0].read_bytes()
+
+
+@pytest.mark.parametrize("case", ["folder", "rd", "build-over-network", "build-exists"])
+def test_signal_codec_commands_refuse_what_they_cannot_do(voxel_codec, tmp_path, case):
+    import subprocess
+
+    root, meshes, model = voxel_codec
+    if case == "folder":
+        args = ["compress", meshes, "-m", model, "-o", tmp_path]
+    elif case == "rd":
+        args = ["rd", "--data", meshes, "-m", model, "-o", tmp_path]
+    elif case == "build-over-network":
+        run = root / "voxels-meshes-run"
+        args = ["codec-build", run, "--data", meshes, "-o", run / "model.safetensors"]
+    else:
+        args = ["codec-build", root / "voxels-meshes-run", "--data", meshes, "-o", model]
+    before = Path(model).read_bytes()
+    result = subprocess.run([sys.executable, "-m", "metasparse.cli", *map(str, args)], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert Path(model).read_bytes() == before
 
 
 def test_signal_files_are_refused_by_other_models_and_when_corrupt(voxel_codec):

@@ -37,7 +37,7 @@ def load_codec(model: str, device: str = "cpu"):
 
 def read_image(path: Path):
     """uint8 (H, W, C) with C = 1 for greyscale sources and 3 otherwise (alpha composited on white)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     from ..data.images import load_image
 
@@ -48,8 +48,8 @@ def read_image(path: Path):
     try:
         with Image.open(path) as im:
             grey = im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-    except (UnidentifiedImageError, OSError):
-        grey = False  # load_image reports the problem with the file
+    except Exception:  # noqa: BLE001 - load_image reports the problem as a DataError
+        grey = False
     return load_image(path, channels=1 if grey else 3)
 
 
@@ -113,24 +113,23 @@ def register(app: typer.Typer) -> None:
         """
         from .. import distributed
         from ..io import write_atomic
-
-        rank, ranks, local_rank = distributed.env_world()
         from .model import SignalCodec
 
+        rank, ranks, local_rank = distributed.env_world()
         codec = load_codec(model, str(distributed.rank_device(device, local_rank, ranks)))
         if quality is not None and not 1 <= quality <= codec.num_qualities:
             raise ConfigError(f"--quality must be between 1 and {codec.num_qualities} for this model")
-        if isinstance(codec, SignalCodec):
-            _compress_signals(codec, images, output, quality, force, skip_existing, rank, ranks)
-            return
         if max_patches < 1:
             raise ConfigError("--max-patches must be at least 1")
+        signals = isinstance(codec, SignalCodec)
         if output is None and any(str(p) == "samples" and not p.exists() for p in images):
             output = Path("compressed")  # never write next to files inside an installed package
-        images = expand_inputs(images)
+        images = images if signals else expand_inputs(images)
         many = len(images) > 1
         jobs = []
         for source in images:
+            if signals and source.is_dir():
+                raise DataError(f"{source} is a folder; pass {codec.modality} files (e.g. a shell glob {source}/*)")
             target = _output_for(source, output, EXTENSION, many)
             if target.resolve() == source.resolve():
                 raise MetasparseError(f"output {target} would overwrite its input")
@@ -139,33 +138,38 @@ def register(app: typer.Typer) -> None:
             raise MetasparseError("two inputs would be written to the same output; give them different names")
         # Every rank sees the same list in the same order and takes every ranks-th file.
         jobs = distributed.shard(jobs, rank, ranks)
+        wanted = codec.default_quality if quality is None else quality
         if skip_existing:
-            jobs, skipped = distributed.skip_existing(jobs, lambda path: _verifies(codec, path))
+            jobs, skipped = distributed.skip_existing(jobs, lambda path: _verifies(codec, path, wanted))
             for _, target in skipped:
                 console.print(f"skip {target} (exists and verifies)", markup=False, highlight=False)
         for _, target in jobs:
             _check_writable(target, force)
         prefix = f"[rank {rank}/{ranks}] " if ranks > 1 else ""
         t0 = time.perf_counter()
-        done = 0
-        # Chunks of files are fitted together and written before the next chunk is read, so memory
-        # stays bounded and an interrupted run keeps every file it finished.
-        for chunk in _chunks_by_patches(jobs, codec.patch_size, max_patches):
-            pictures = [read_image(s) for s, _ in chunk]
-            t_chunk = time.perf_counter()
-            results = codec.compress_images(pictures, quality)
-            seconds = (time.perf_counter() - t_chunk) / len(chunk)
-            for (source, target), result in zip(chunk, results):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(target, result.data)
-                out.print(
-                    f"{prefix}{source.name} → {target}  {result.width}x{result.height}  {len(result.data):,} bytes  "
-                    f"{result.bpp:.3f} bpp  PSNR {result.psnr:.2f} dB  quality {result.quality}/{codec.num_qualities}"
-                    f"  {seconds:.2f} s",
-                    markup=False, highlight=False,
-                )
-            done += len(chunk)
-        out.print(f"{prefix}{done} image(s) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+        if signals:
+            for source, target in jobs:
+                _compress_signal(codec, source, target, wanted, prefix)
+            what = "signal"
+        else:
+            # Chunks of files are fitted together and written before the next chunk is read, so
+            # memory stays bounded and an interrupted run keeps every file it finished.
+            for chunk in _chunks_by_patches(jobs, codec.patch_size, max_patches):
+                pictures = [read_image(s) for s, _ in chunk]
+                t_chunk = time.perf_counter()
+                results = codec.compress_images(pictures, wanted)
+                seconds = (time.perf_counter() - t_chunk) / len(chunk)
+                for (source, target), result in zip(chunk, results):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(target, result.data)
+                    out.print(
+                        f"{prefix}{source.name} → {target}  {result.width}x{result.height}  "
+                        f"{len(result.data):,} bytes  {result.bpp:.3f} bpp  PSNR {result.psnr:.2f} dB  "
+                        f"quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s",
+                        markup=False, highlight=False,
+                    )
+            what = "image"
+        out.print(f"{prefix}{len(jobs)} {what}(s) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
 
     @app.command()
     def decompress(
@@ -223,6 +227,7 @@ def register(app: typer.Typer) -> None:
                                                 "(MSCN App. D.2); off by default"),
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device"),
+        force: bool = typer.Option(False, "--force", "-f", help="overwrite an existing output"),
     ) -> None:
         """Turn a trained network into a codec model: quantisers and entropy models per quality.
 
@@ -241,6 +246,9 @@ def register(app: typer.Typer) -> None:
         from .model import build_codec, build_signal_codec
 
         path = network / "model.safetensors" if network.is_dir() else network
+        if output.resolve() == path.resolve():
+            raise MetasparseError(f"output {output} would overwrite the trained network")
+        _check_writable(output, force)
         trained = MetaModel.load(path)
         try:
             sizes = sorted(int(b) for b in budgets.split(","))
@@ -259,6 +267,8 @@ def register(app: typer.Typer) -> None:
             signals = load_signal_set(data_config)
             if len(signals) == 0:
                 raise ConfigError(f"no {data_config.modality} signals in {data}")
+            # Whole grids are large: fit as many at once as hold about 2^18 points.
+            encoder = dataclasses.replace(encoder, batch_size=max(1, (1 << 18) // signals.num_points))
             codec = build_signal_codec(trained.config, trained.meta, signals, sizes, encoder, **common)
         else:
             patch = trained.config.data.patch or 32
@@ -281,9 +291,12 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device"),
     ) -> None:
         """Rate-distortion: PSNR and MS-SSIM vs real bpp for our codec and classical codecs."""
+        from .model import ImageCodec
         from .rd import run_rd
 
         codec = load_codec(model, device)
+        if not isinstance(codec, ImageCodec):
+            raise ConfigError(f"rd compares image codecs; {model} is a {codec.modality} model")
         run_rd(codec, data, output, split=split, limit=limit, codecs=[c for c in codecs.split(",") if c],
                log=lambda s: console.print(s, markup=False, highlight=False))
         out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
@@ -294,64 +307,35 @@ def _signal_file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _compress_signals(codec, sources: list[Path], output: Path | None, quality, force: bool, skip_existing: bool,
-                      rank: int, ranks: int) -> None:
-    """Non-image modalities: each input (a mesh, a grid file, a folder of them) is loaded as the
-    model was trained (same modality, grid and options, one pose) and every signal it holds is
-    written to ``NAME.mspz``."""
+def _compress_signal(codec, source: Path, target: Path, quality: int, prefix: str) -> None:
+    """One file of the codec's modality (a mesh, an ``.npy`` grid) to ``target``: loaded as the
+    model was trained (same modality, grid and options) but without the options that only multiply
+    a training set (poses, rotations), so that a file is one signal, as stored."""
     import dataclasses
 
-    from .. import distributed
     from ..cli import out
     from ..datasets import load_signal_set
     from ..io import write_atomic
     from ..modality import get_modality
 
-    sources = distributed.shard(sources, rank, ranks)
+    if not source.exists():
+        raise DataError(f"{source}: no such file")
     transform = get_modality(codec.modality).without_augmentations(codec.config.data.transform)
-    prefix = f"[rank {rank}/{ranks}] " if ranks > 1 else ""
-    folder = output if output is not None and (len(sources) > 1 or output.is_dir() or not output.suffix) else None
+    config = dataclasses.replace(codec.config.data, path=str(source), split=None, limit=None, patch=None,
+                                 transform=transform)
+    signals = load_signal_set(config)
+    if len(signals) != 1:
+        raise DataError(f"{source} holds {len(signals)} {codec.modality} signals; compress takes one per file")
     t0 = time.perf_counter()
-    done = 0
-    for source in sources:
-        if not source.exists():
-            raise DataError(f"{source}: no such file or folder")
-        config = dataclasses.replace(codec.config.data, path=str(source), split=None, limit=None, patch=None,
-                                     transform=transform)
-        signals = load_signal_set(config)
-        if len(signals) == 0:
-            raise DataError(f"{source}: no {codec.modality} signal in it")
-        names = [_signal_file_name(n) for n in (signals.names or [source.stem])]
-        if folder is not None:
-            targets = [folder / (n + EXTENSION) for n in names]
-        elif output is not None and len(signals) == 1:
-            targets = [output]
-        else:
-            base = source.parent if source.is_file() else source
-            targets = [base / (n + EXTENSION) for n in names]
-        keep = []
-        for k, target in enumerate(targets):
-            if skip_existing and _verifies(codec, target):
-                out.print(f"{prefix}skip {target} (exists and verifies)", markup=False, highlight=False)
-                continue
-            _check_writable(target, force)
-            keep.append(k)
-        if not keep:
-            continue
-        t_fit = time.perf_counter()
-        chosen = signals.subset(keep)
-        results = codec.compress_signals(chosen, quality)
-        seconds = (time.perf_counter() - t_fit) / len(keep)
-        metrics = _signal_metrics(codec, chosen, results)
-        for i, (k, result) in enumerate(zip(keep, results)):
-            targets[k].parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(targets[k], result.data)
-            extra = "".join(f"  {name} {values[i]:.4f}" for name, values in metrics.items())
-            out.print(f"{prefix}{result.name} → {targets[k]}  {len(result.data):,} bytes  "
-                      f"{result.bits_per_value:.4f} bits/value  PSNR {result.psnr:.2f} dB{extra}  "
-                      f"quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s", markup=False, highlight=False)
-        done += len(keep)
-    out.print(f"{prefix}{done} signal(s) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+    result = codec.compress_signals(signals, quality)[0]
+    seconds = time.perf_counter() - t0
+    metrics = _signal_metrics(codec, signals, [result])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, result.data)
+    extra = "".join(f"  {name} {values[0]:.4f}" for name, values in metrics.items())
+    out.print(f"{prefix}{source.name} → {target}  {len(result.data):,} bytes  {result.bits_per_value:.4f} bits/value  "
+              f"PSNR {result.psnr:.2f} dB{extra}  quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s",
+              markup=False, highlight=False)
 
 
 def _signal_metrics(codec, signals, results) -> dict:
@@ -385,6 +369,9 @@ def _decompress_signals(codec, files: list[Path], output: Path | None, force: bo
         if target.suffix.lower() != ".npy":
             raise ConfigError(f"{codec.modality} signals decompress to .npy files, not {target.suffix}")
         _check_writable(target, force)
+        shape = codec.modality in ("voxels", "sdf3d") and len(codec.grid_shape) == 3
+        if shape:
+            _check_writable(target.with_suffix(".obj"), force)
         t0 = time.perf_counter()
         values = codec.decompress(source.read_bytes())
         seconds = time.perf_counter() - t0
@@ -393,11 +380,10 @@ def _decompress_signals(codec, files: list[Path], output: Path | None, force: bo
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, buffer.getvalue())
         line = f"{source.name} → {target}  grid {'x'.join(map(str, values.shape[:-1]))}  {seconds:.2f} s"
-        if codec.modality in ("voxels", "sdf3d") and values.ndim == 4:
+        if shape:
             surface = meshes.extract_surface(values[..., 0], 0.5, inside_above=codec.modality == "voxels")
             if surface is not None:
                 mesh = target.with_suffix(".obj")
-                _check_writable(mesh, force)
                 meshes.write_obj(mesh, *surface, comment=f"{source.name}: marching cubes at 0.5")
                 line += f"  surface → {mesh}"
         out.print(line, markup=False, highlight=False)
@@ -414,8 +400,8 @@ def _chunks_by_patches(jobs: list, patch_size: int, max_patches: int):
             with Image.open(job[0]) as im:
                 w, h = im.size
             n = -(-h // patch_size) * -(-w // patch_size)
-        except OSError:
-            n = 1  # read_image reports the problem with the file
+        except Exception:  # noqa: BLE001 - read_image reports the problem with the file as a DataError
+            n = 1
         if chunk and patches + n > max_patches:
             yield chunk
             chunk, patches = [], 0
@@ -425,14 +411,15 @@ def _chunks_by_patches(jobs: list, patch_size: int, max_patches: int):
         yield chunk
 
 
-def _verifies(codec, target: Path) -> bool:
+def _verifies(codec, target: Path, quality: int | None = None) -> bool:
+    """Whether ``target`` is a complete file of this model (and of ``quality``, when given)."""
     if not target.exists():
         return False
     try:
-        codec.read_header(target.read_bytes())
+        header = codec.read_header(target.read_bytes())
     except (BitstreamError, OSError):
         return False
-    return True
+    return quality is None or header.quality_index == quality - 1
 
 
 def _reference_for(source: Path, original: Path | None) -> Path | None:

@@ -28,6 +28,8 @@ the wrong model.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,6 +138,18 @@ class ModulationCodec:
         self._coords = coords.detach().float().cpu()
         self.channels = config.model.out_dim
         self.num_modulations = build_model(config.model).num_modulations
+        for i, level in enumerate(self.levels):
+            if not 1 <= level.budget <= self.num_modulations:
+                raise ModelError(f"quality {i + 1}: budget {level.budget} outside [1, {self.num_modulations}]")
+            if level.symbol_model.num_symbols != level.quantizer.num_symbols:
+                raise ModelError(f"quality {i + 1}: {level.symbol_model.num_symbols} coded symbols for a "
+                                 f"{level.quantizer.bits}-bit quantiser")
+            if level.symbol_model.positions not in (1, level.budget):
+                raise ModelError(f"quality {i + 1}: {level.symbol_model.positions} frequency tables for "
+                                 f"{level.budget} modulations")
+        default = self.info.get("default_quality")
+        if default is not None and not (isinstance(default, int) and 1 <= default <= len(self.levels)):
+            raise ModelError(f"invalid default quality {default!r}")
         self.model_id = self._model_id()
 
     # -- identity and levels ------------------------------------------------------------------
@@ -145,6 +159,12 @@ class ModulationCodec:
 
     def _model_id(self) -> bytes:
         tensors = dict(ckpt.flatten(self.meta, "meta/"))
+        # The network's architecture and gating decide what the shifts decode to, so they are part
+        # of the id (the budget is the level's, set per quality).
+        decoding = {"model": dataclasses.asdict(self.config.model),
+                    "problem": dataclasses.asdict(dataclasses.replace(self.config.problem, target_count=None))}
+        text = json.dumps(decoding, sort_keys=True).encode()
+        tensors["config"] = torch.tensor(list(text), dtype=torch.uint8)
         for i, level in enumerate(self.levels):
             tensors[f"level{i}/frequencies"] = torch.tensor(level.symbol_model.frequencies)
             q = level.quantizer
@@ -187,8 +207,10 @@ class ModulationCodec:
         result = fit_signals(self.problem(budget), self.meta, self._coords, patches, self.encoder)
         return result.fast["code"]
 
-    def render(self, code: torch.Tensor, budget: int, chunk: int = 512) -> torch.Tensor:
-        """Signals ``(N, P, C)`` in [0, 1] from shifts ``(N, num_modulations)``."""
+    def render(self, code: torch.Tensor, budget: int, points: int = 1 << 19) -> torch.Tensor:
+        """Signals ``(N, P, C)`` in [0, 1] from shifts ``(N, num_modulations)``, about ``points``
+        coordinates at a time (512 patches of 32x32; a few whole voxel grids)."""
+        chunk = max(1, points // self._coords.shape[0])
         problem = self.problem(budget)
         noise = problem.eval_noise(self.meta)
         out = []
@@ -291,6 +313,8 @@ class ImageCodec(ModulationCodec):
         if config.model.in_dim != 2 or config.model.out_dim != 3:
             raise ModelError("an image codec needs a network from 2-D coordinates to RGB")
         self.patch_size = int(patch_size)
+        if not 1 <= self.patch_size <= MAX_PATCH_SIZE:
+            raise ModelError(f"invalid patch size {patch_size!r}")
         super().__init__(config, meta, levels, encoder,
                          grid_coordinates((self.patch_size, self.patch_size)).reshape(-1, 2), info)
 
@@ -381,6 +405,8 @@ class SignalCodec(ModulationCodec):
             raise ModelError("a signal codec needs a coordinate grid (*grid, in_dim)")
         self.grid_shape = tuple(int(s) for s in coords.shape[:-1])
         self.scale = float(scale)
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ModelError(f"invalid value scale {scale!r}")
         self.modality = config.data.modality
         super().__init__(config, meta, levels, encoder, coords.reshape(-1, coords.shape[-1]), info)
         height, width = self._stored_size()
@@ -392,7 +418,9 @@ class SignalCodec(ModulationCodec):
         return self.grid_shape[0], int(np.prod(self.grid_shape[1:], dtype=np.int64)) if len(self.grid_shape) > 1 else 1
 
     def _identity_tensors(self) -> dict[str, torch.Tensor]:
-        return {"coords": self._coords.cpu(), "scale": torch.tensor([self.scale], dtype=torch.float64)}
+        return {"coords": self._coords.cpu(), "scale": torch.tensor([self.scale], dtype=torch.float64),
+                "grid_shape": torch.tensor(self.grid_shape, dtype=torch.int64),
+                "modality": torch.tensor(list(self.modality.encode()), dtype=torch.uint8)}
 
     def _extra_info(self) -> dict:
         return {"grid_shape": list(self.grid_shape), "scale": self.scale, "modality": self.modality}
@@ -436,8 +464,8 @@ class SignalCodec(ModulationCodec):
 
     def _check_header(self, header: Header) -> QualityLevel:
         expected = self.header_for(1)
-        if (header.height, header.width, header.channels, header.bit_depth, header.num_patches) != (
-                expected.height, expected.width, expected.channels, expected.bit_depth, 1):
+        fields = ("height", "width", "channels", "bit_depth", "patch_size", "num_patches")
+        if any(getattr(header, f) != getattr(expected, f) for f in fields):
             raise BitstreamError(f"the file holds a {header.height}x{header.width} signal with {header.channels} "
                                  f"channel(s), not one on this model's {self.grid_shape} grid")
         return super()._check_header(header)
