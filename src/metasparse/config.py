@@ -34,6 +34,9 @@ class ProblemConfig:
     gate_biases: bool = False
     adapt_gates_inner: bool = False
     target_count: int | None = None
+    # Outer steps over which the training budget shrinks from every gate to target_count
+    # (cubic, as gradual pruning), so gates compete before the cut; 0: the cut from step 0.
+    budget_anneal_steps: int = 0
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,9 @@ class Trainer:
             if self._needs_prune():
                 self.save_round(self.round)
                 self.prune_once()
+            set_step = getattr(self.problem, "set_step", None)
+            if set_step is not None:  # MSCN: the training budget of this step (annealed or fixed)
+                set_step(self.step, self.problem.num_gates(self.learner.meta))
             targets = self.source.sample(cfg.meta.batch_size, self.batch_generator)
             if self.world.distributed:  # every rank draws the whole batch so the generators stay in step
                 targets = targets[self.batch_slice]

@@ -207,3 +207,39 @@ def test_training_gates_respect_the_budget_and_still_train_the_kept_ones():
     z = problem.gates({**meta, GATE_META_KEY: {"code": la}}, noise)["code"]
     (g,) = torch.autograd.grad(z.sum(), la)
     assert (g[~kept] == 0).all() and (g[kept] != 0).any()
+
+
+def test_annealed_training_budget_shrinks_from_every_gate_to_the_target():
+    problem = make(GatedModulationProblem, gate_init_keep=0.9, target_count=4)  # 16 modulations
+    problem.budget_anneal_steps = 10
+    meta = problem.init_meta(torch.Generator().manual_seed(0))
+    n = problem.num_gates(meta)
+    open_counts = []
+    for step in (0, 5, 10, 50):
+        problem.set_step(step, n)
+        z = problem.gates(meta, problem.sample_noise(meta, torch.Generator().manual_seed(step)))["code"]
+        open_counts.append(int((z != 0).sum()))
+        assert problem._training_budget == (4 + round(12 * (1 - step / 10) ** 3) if step < 10 else 4)
+    assert open_counts[0] > 4 and open_counts[-2] <= 4 and open_counts[-1] <= 4
+    # Test-time gates always take the target, whatever the training budget.
+    problem.set_step(0, n)
+    assert int((problem.test_gates(meta)["code"] != 0).sum()) == 4
+
+
+def test_the_trainer_anneals_the_budget_and_ends_at_the_target(tmp_path):
+    from metasparse.config import DataConfig, TrainConfig
+    from metasparse.training import Trainer
+
+    config = RunConfig(
+        model=ModelConfig(width=8, depth=2, w0=30.0),
+        problem=ProblemConfig(kind="mscn-modulations", target_count=4, budget_anneal_steps=3, l0_weight=0.01),
+        meta=MetaConfig(inner_steps=1, meta_sgd=True, batch_size=2),
+        data=DataConfig(path="samples", transform="resize:8"),
+        train=TrainConfig(steps=4, log_every=2, checkpoint_every=2, device="cpu"),
+    )
+    trainer = Trainer(config, tmp_path)
+    seen = []
+    original = trainer.problem.set_step
+    trainer.problem.set_step = lambda step, n: (original(step, n), seen.append(trainer.problem._training_budget))
+    trainer.run()
+    assert seen[0] == 16 and seen[-1] == 4 and seen == sorted(seen, reverse=True)

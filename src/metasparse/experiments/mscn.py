@@ -173,8 +173,11 @@ def _point(ctx: Ctx, experiment: str, method: str, cost: int, model_fn: Callable
 
 def modulation_config(ctx: Ctx, kind: str, budget: int) -> RunConfig:
     s = ctx.scale
+    # The budget shrinks over the first half of training so the gates are chosen by the loss, not
+    # by their initial ranking (see metasparse.meta.mscn).
     problem = (ProblemConfig(kind="mscn-modulations", l0_weight=s.l0_weight, target_count=budget,
-                             gate_init_keep=0.9, gate_lr_multiplier=10.0)
+                             gate_init_keep=0.9, gate_lr_multiplier=10.0,
+                             budget_anneal_steps=s.modulation_steps // 2)
                if kind == "MSCN" else ProblemConfig(kind="functa", latent_dim=budget))
     return RunConfig(
         name=f"{kind.lower()}-{budget}",

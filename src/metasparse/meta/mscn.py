@@ -33,7 +33,11 @@ Regulariser (normalisation): ``l0_weight * E[||z||_0] / num_gates``, i.e. λ tim
 Target count. ``target_count`` sets a hard budget: only the ``target_count`` gates with the
 largest ``log_alpha`` stay open (``budget_gates``), so exactly that many entries can be non-zero.
 The same top-k cut is applied to the sampled gates during meta-training (the ranking is re-read at
-every step), so the network is trained under the budget it is tested with. The paper reaches a count through λ; ``search_l0_weight`` is a geometric bisection over
+every step), so the network is trained under the budget it is tested with. A gate outside the cut
+gets no gradient from the loss, so with the cut from the first step the kept set is mostly the
+initial ranking; ``budget_anneal_steps`` lets the training budget shrink from every gate to the
+target over that many outer steps (``k_t = k + (n - k) (1 - t / T)^3``), so that gates compete on
+the loss first (the trainer calls ``set_step``). The paper reaches a count through λ; ``search_l0_weight`` is a geometric bisection over
 λ (each evaluation is a user-supplied training run) to get close to the target before the top-k
 cut makes it exact.
 """
@@ -155,6 +159,16 @@ class _GateMixin:
     hard_concrete: HardConcrete = HARD_CONCRETE
     l0_weight: float = 0.0
     target_count: int | None = None
+    budget_anneal_steps: int = 0
+    _training_budget: int | None = None
+
+    def set_step(self, step: int, num_gates: int) -> None:
+        """The training budget at outer step ``step`` (see the module docstring)."""
+        k, steps = self.target_count, self.budget_anneal_steps
+        if k is None or steps <= 0 or step >= steps:
+            self._training_budget = k
+        else:
+            self._training_budget = k + round((num_gates - k) * (1 - step / steps) ** 3)
 
     def _new_log_alpha(self, shapes: Mapping[str, torch.Tensor], generator, device, keep: float) -> Params:
         # Drawn on the CPU from the CPU init generator, then moved: reproducible on any device.
@@ -184,11 +198,12 @@ class _GateMixin:
         la = meta[GATE_META_KEY]
         if noise is not None and "u" in noise:
             z = {k: self.hard_concrete.sample(v, noise["u"][k]) for k, v in la.items()}
-            if self.target_count is not None:
+            budget = self.target_count if self._training_budget is None else self._training_budget
+            if budget is not None:
                 # Train under the test-time budget: only the current top-k gates may open, so the
                 # network learns to work with exactly k entries; λ keeps pushing the others down.
                 ones = {k: torch.ones_like(v) for k, v in la.items()}
-                keep = budget_gates(ones, {k: v.detach() for k, v in la.items()}, self.target_count)
+                keep = budget_gates(ones, {k: v.detach() for k, v in la.items()}, budget)
                 z = {k: z[k] * keep[k] for k in z}
             return z
         return {k: self.hard_concrete.deterministic(v) for k, v in la.items()}
@@ -374,19 +389,19 @@ def _check(config) -> None:
 def _updates(config, model, masks):
     _check(config)
     m, p = config.meta, config.problem
-    return GatedUpdatesProblem(
+    return _annealed(GatedUpdatesProblem(
         model, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip), masks,
         p.l0_weight, p.gate_init_keep, p.gate_biases, p.target_count,
-    )
+    ), p)
 
 
 def _weights(config, model, masks):
     _check(config)
     m, p = config.meta, config.problem
-    return GatedWeightsProblem(
+    return _annealed(GatedWeightsProblem(
         model, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip), masks,
         p.l0_weight, p.gate_init_keep, p.gate_biases, p.target_count,
-    )
+    ), p)
 
 
 def _modulations(config, model, masks):
@@ -394,10 +409,17 @@ def _modulations(config, model, masks):
     m, p = config.meta, config.problem
     if model.num_modulations == 0:
         raise ConfigError("mscn-modulations needs a SIREN (shift modulations)")
-    return GatedModulationProblem(
+    return _annealed(GatedModulationProblem(
         model, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip),
         p.l0_weight, p.gate_init_keep, p.target_count,
-    )
+    ), p)
+
+
+def _annealed(problem, p):
+    if p.budget_anneal_steps < 0:
+        raise ConfigError("problem.budget_anneal_steps must be >= 0")
+    problem.budget_anneal_steps = int(p.budget_anneal_steps)
+    return problem
 
 
 register_problem("mscn-updates", _updates)
