@@ -37,6 +37,9 @@ class ProblemConfig:
     # Outer steps over which the training budget shrinks from every gate to target_count
     # (cubic, as gradual pruning), so gates compete before the cut; 0: the cut from step 0.
     budget_anneal_steps: int = 0
+    # Several rates from one network (a codec's quality levels): the training budget cycles through
+    # these over the outer steps, always the top-k gates, so every nested prefix is trained.
+    train_budgets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,21 @@ def test_the_trainer_anneals_the_budget_and_ends_at_the_target(tmp_path):
     trainer.problem.set_step = lambda step, n: (original(step, n), seen.append(trainer.problem._training_budget))
     trainer.run()
     assert seen[0] == 16 and seen[-1] == 4 and seen == sorted(seen, reverse=True)
+
+
+def test_train_budgets_cycle_through_nested_top_k_gates():
+    config = RunConfig(model=ModelConfig(width=8, depth=2, w0=30.0),
+                       problem=ProblemConfig(kind="mscn-modulations", train_budgets=(2, 8)),
+                       meta=MetaConfig(meta_sgd=True))
+    problem = build_problem(config, None)
+    meta = problem.init_meta(torch.Generator().manual_seed(0))
+    order = torch.argsort(meta[GATE_META_KEY]["code"], descending=True)
+    for step, budget in ((0, 2), (1, 8), (2, 2), (7, 8)):
+        problem.set_step(step, problem.num_gates(meta))
+        z = problem.gates(meta, problem.sample_noise(meta, torch.Generator().manual_seed(step)))["code"]
+        assert set(torch.nonzero(z).flatten().tolist()) <= set(order[:budget].tolist())
+    bigger = dataclasses.replace(config, problem=dataclasses.replace(config.problem, train_budgets=(2, 99)))
+    assert build_problem(bigger, None).train_budgets == (2, 16)  # above the 16 gates: all of them
+    with pytest.raises(ConfigError, match="train_budgets"):
+        build_problem(dataclasses.replace(config, problem=dataclasses.replace(config.problem, train_budgets=(0,))),
+                      None)

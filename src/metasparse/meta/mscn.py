@@ -37,7 +37,10 @@ every step), so the network is trained under the budget it is tested with. A gat
 gets no gradient from the loss, so with the cut from the first step the kept set is mostly the
 initial ranking; ``budget_anneal_steps`` lets the training budget shrink from every gate to the
 target over that many outer steps (``k_t = k + (n - k) (1 - t / T)^3``), so that gates compete on
-the loss first (the trainer calls ``set_step``). The paper reaches a count through λ; ``search_l0_weight`` is a geometric bisection over
+the loss first (the trainer calls ``set_step``). ``train_budgets`` instead cycles the training
+budget through several counts, always the top-k gates (nested dropout, Rippel et al. 2014, on
+gates): every nested prefix of the ranking is trained, so one network serves every rate of a codec,
+and the loss orders the gates (a gate that helps at small budgets rises to the front). The paper reaches a count through λ; ``search_l0_weight`` is a geometric bisection over
 λ (each evaluation is a user-supplied training run) to get close to the target before the top-k
 cut makes it exact.
 """
@@ -160,10 +163,14 @@ class _GateMixin:
     l0_weight: float = 0.0
     target_count: int | None = None
     budget_anneal_steps: int = 0
+    train_budgets: tuple[int, ...] = ()
     _training_budget: int | None = None
 
     def set_step(self, step: int, num_gates: int) -> None:
         """The training budget at outer step ``step`` (see the module docstring)."""
+        if self.train_budgets:
+            self._training_budget = self.train_budgets[step % len(self.train_budgets)]
+            return
         k, steps = self.target_count, self.budget_anneal_steps
         if k is None or steps <= 0 or step >= steps:
             self._training_budget = k
@@ -419,6 +426,12 @@ def _annealed(problem, p):
     if p.budget_anneal_steps < 0:
         raise ConfigError("problem.budget_anneal_steps must be >= 0")
     problem.budget_anneal_steps = int(p.budget_anneal_steps)
+    budgets = tuple(int(b) for b in p.train_budgets)
+    total = problem.num_gates(problem.init_meta(torch.Generator().manual_seed(0))) if budgets else 0
+    if any(b < 1 for b in budgets):
+        raise ConfigError(f"problem.train_budgets must be positive, got {list(budgets)}")
+    # A smaller network than the budgets were written for: a budget above the gate count means all.
+    problem.train_budgets = tuple(min(b, total) for b in budgets)
     return problem
 
 
