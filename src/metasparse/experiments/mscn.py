@@ -305,7 +305,8 @@ def run_mscn_sparse(ctx: Ctx) -> list[Result]:
             config = replace(
                 base,
                 name=f"{kind}-{'metasgd' if meta_sgd else 'fixed'}-{count}",
-                problem=ProblemConfig(kind=kind, l0_weight=s.l0_weight, target_count=count, gate_init_keep=0.9),
+                problem=ProblemConfig(kind=kind, l0_weight=s.l0_weight, target_count=count, gate_init_keep=0.9,
+                                      budget_anneal_steps=steps // 2),
                 meta=replace(base.meta, meta_sgd=meta_sgd, meta_sgd_init=(0.001, 0.05)),
                 prune=PruneConfig(),
                 train=replace(base.train, steps=steps),
