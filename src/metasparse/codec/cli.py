@@ -303,10 +303,6 @@ def register(app: typer.Typer) -> None:
                   markup=False, highlight=False)
 
 
-def _signal_file_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 def _compress_signal(codec, source: Path, target: Path, quality: int, prefix: str) -> None:
     """One file of the codec's modality (a mesh, an ``.npy`` grid) to ``target``: loaded as the
     model was trained (same modality, grid and options) but without the options that only multiply
