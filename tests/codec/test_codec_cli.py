@@ -121,3 +121,9 @@ def test_rerun_with_skip_existing_finishes_an_interrupted_batch(workspace, tmp_p
     codec_model = __import__("metasparse.codec.cli", fromlist=["load_codec"]).load_codec(model)
     for name in ("p1", "p2"):
         assert codec_model.decompress((out / f"{name}.mspz").read_bytes()).shape == (30, 40, 3)
+
+
+def test_an_output_ending_with_a_separator_is_a_folder_even_for_one_input(workspace, tmp_path) -> None:
+    main(["compress", str(workspace / "photos" / "p0.png"), "-o", f"{tmp_path / 'new'}/", "-m",
+          str(workspace / "codec.safetensors"), "-q", "1"])
+    assert (tmp_path / "new" / "p0.mspz").is_file()

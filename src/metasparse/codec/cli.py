@@ -70,12 +70,15 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     return expanded
 
 
-def _output_for(source: Path, out: Path | None, suffix: str, many: bool) -> Path:
+def _output_for(source: Path, out: str | None, suffix: str, many: bool) -> Path:
+    """Where ``source``'s output goes: ``-o`` names a file, or a folder when it exists, ends with a
+    separator (kept because ``-o`` is taken as text, not a path) or there are several inputs."""
     if out is None:
         return source.with_suffix(suffix)
-    if many or out.is_dir() or str(out).endswith(("/", "\\")):
-        return out / (source.stem + suffix)
-    return out
+    folder = Path(out)
+    if many or folder.is_dir() or str(out).endswith(("/", "\\")):
+        return folder / (source.stem + suffix)
+    return folder
 
 
 def _check_compressed_file(source: Path) -> None:
@@ -97,7 +100,8 @@ def register(app: typer.Typer) -> None:
     def compress(
         images: list[Path] = typer.Argument(..., help="image files (PNG, JPEG, WebP, TIFF, BMP ...); "
                                             "'samples' for a few photos scikit-image installs"),
-        output: Path | None = typer.Option(None, "--output", "-o", help="output file, or folder for several inputs"),
+        output: str | None = typer.Option(None, "--output", "-o", help="output file, or folder (ends with / or "
+                                          "exists, or several inputs)"),
         model: str = typer.Option("default", "--model", "-m", help="bundled model name or a codec model file"),
         quality: int | None = typer.Option(None, "--quality", "-q", help="1 (smallest files) … N (best quality)"),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK)"),
@@ -123,7 +127,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--max-patches must be at least 1")
         signals = isinstance(codec, SignalCodec)
         if output is None and any(str(p) == "samples" and not p.exists() for p in images):
-            output = Path("compressed")  # never write next to files inside an installed package
+            output = "compressed/"  # never write next to files inside an installed package
         images = images if signals else expand_inputs(images)
         many = len(images) > 1
         jobs = []
@@ -174,7 +178,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def decompress(
         files: list[Path] = typer.Argument(..., help=f"{EXTENSION} files"),
-        output: Path | None = typer.Option(None, "--output", "-o", help="output image (.png ...) or folder"),
+        output: str | None = typer.Option(None, "--output", "-o", help="output image (.png ...) or folder"),
         model: str = typer.Option("default", "--model", "-m", help="the model the files were made with"),
         original: Path | None = typer.Option(None, "--original", help="original image (or folder) to report PSNR"),
         device: str = typer.Option("cpu", "--device"),
@@ -348,7 +352,7 @@ def _signal_metrics(codec, signals, results) -> dict:
     return measure(signals, decoded.reshape(len(results), -1, codec.channels))
 
 
-def _decompress_signals(codec, files: list[Path], output: Path | None, force: bool) -> None:
+def _decompress_signals(codec, files: list[Path], output: str | None, force: bool) -> None:
     """``NAME.npy`` (values on the grid, stored units) and, for shapes, ``NAME.obj`` (marching cubes)."""
     import io as _io
 
