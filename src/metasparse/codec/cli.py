@@ -285,7 +285,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def rd(
-        data: str = typer.Option(..., "--data", help="folder (or files) of test images"),
+        data: str = typer.Option(..., "--data", help="folder, image file or .npz of test images; "
+                                 "'samples' for the photos scikit-image installs"),
         split: str | None = typer.Option(None, "--split", help="named split of --data"),
         limit: int | None = typer.Option(None, "--limit", help="use the first N images"),
         model: str = typer.Option("default", "--model", "-m"),
@@ -301,8 +302,11 @@ def register(app: typer.Typer) -> None:
         codec = load_codec(model, device)
         if not isinstance(codec, ImageCodec):
             raise ConfigError(f"rd compares image codecs; {model} is a {codec.modality} model")
-        run_rd(codec, data, output, split=split, limit=limit, codecs=[c for c in codecs.split(",") if c],
-               log=lambda s: console.print(s, markup=False, highlight=False))
+        source = data
+        if data == "samples" and not Path(data).exists():  # the photos scikit-image installs
+            source = [str(p) for p in expand_inputs([Path(data)])]
+        run_rd(codec, source, output, split=split, limit=limit, codecs=[c for c in codecs.split(",") if c],
+               log=lambda s: console.print(s, markup=False, highlight=False), label=data)
         out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
                   markup=False, highlight=False)
 

@@ -21,8 +21,13 @@ from .bitstream import CONTAINER_OVERHEAD_BYTES
 FIELDS = ["image", "codec", "quality", "bytes", "bpp", "payload_bpp", "psnr", "ms_ssim", "encode_s", "decode_s"]
 
 
-def run_rd(codec, data: str, output: Path, split=None, limit=None, codecs=(), log=lambda s: None) -> list[dict]:
-    """Every quality of ``codec`` and of each classical codec on every image; writes CSVs and a plot."""
+def run_rd(codec, data, output: Path, split=None, limit=None, codecs=(), log=lambda s: None,
+           label: str | None = None) -> list[dict]:
+    """Every quality of ``codec`` and of each classical codec on every image; writes CSVs and a plot.
+
+    ``data``: a folder, an image file, an ``.npz``, or a list of image files.
+    """
+    label = label or (Path(data).name if isinstance(data, (str, Path)) else f"{len(data)} files")
     tensors, names = load_image_list(data, split=split, limit=limit)
     if not tensors:
         raise DataError(f"no images in {data}")
@@ -62,8 +67,8 @@ def run_rd(codec, data: str, output: Path, split=None, limit=None, codecs=(), lo
     summary = summarise(rows)
     write_atomic(output / "rd_summary.csv", _csv(summary, list(summary[0])))
     write_atomic(output / "rd_summary.json", json.dumps(
-        {"images": len(images), "data": Path(data).name, "split": split, "summary": summary}, indent=2))
-    plot(summary, output / "rd.png", title=f"{Path(data).name}: {len(images)} images")
+        {"images": len(images), "data": label, "split": split, "summary": summary}, indent=2))
+    plot(summary, output / "rd.png", title=f"{label}: {len(images)} images")
     return rows
 
 
