@@ -306,7 +306,8 @@ def register(app: typer.Typer) -> None:
         if data == "samples" and not Path(data).exists():  # the photos scikit-image installs
             source = [str(p) for p in expand_inputs([Path(data)])]
         run_rd(codec, source, output, split=split, limit=limit, codecs=[c for c in codecs.split(",") if c],
-               log=lambda s: console.print(s, markup=False, highlight=False), label=data)
+               log=lambda s: console.print(s, markup=False, highlight=False),
+               label="samples" if source is not data else None)
         out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
                   markup=False, highlight=False)
 
