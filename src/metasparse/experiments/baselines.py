@@ -163,6 +163,18 @@ def fit_with_pruning(
     return PrunedFit(traj, traj[-1], nonzero, biases, params, masks)
 
 
+def adam_steps(batched_loss, opt, params: dict, masks, targets, steps: int, history: list) -> None:
+    """``steps`` Adam steps on the sum of per-signal losses (each signal's fit is its own), appending
+    each step's per-signal losses, taken before the update, to ``history``."""
+    for _ in range(steps):
+        losses = batched_loss(params, masks, targets)
+        history.append(losses.detach())
+        grads = torch.autograd.grad(losses.sum(), list(params.values()))
+        for v, g in zip(params.values(), grads):
+            v.grad = g
+        opt.step()
+
+
 def _fit_chunk_with_pruning(model, theta, coords, targets, phases, prune_after, lr):
     b = targets.shape[0]
     params = {
@@ -177,13 +189,7 @@ def _fit_chunk_with_pruning(model, theta, coords, targets, phases, prune_after, 
     opt = torch.optim.Adam(list(params.values()), lr=lr)
     history = []
     for phase, steps in enumerate(phases):
-        for _ in range(steps):
-            losses = batched(params, masks, targets)
-            history.append(losses.detach())
-            grads = torch.autograd.grad(losses.sum(), list(params.values()))
-            for v, g in zip(params.values(), grads):
-                v.grad = g
-            opt.step()
+        adam_steps(batched, opt, params, masks, targets, steps, history)
         if phase < len(phases) - 1:
             detached = {k: v.detach() for k, v in params.items()}
             new = prune_after(detached, masks, phase)

@@ -564,13 +564,7 @@ def _fit_batched(net: CoordinateNetwork, theta0, masks, coords, targets, ts: Tic
     batched = vmap(loss)
     opt = torch.optim.Adam(list(params.values()), lr=ts.lr)
     history = []
-    for _ in range(ts.steps):
-        losses = batched(params, masks, targets)
-        history.append(losses.detach())
-        grads = torch.autograd.grad(losses.sum(), list(params.values()))
-        for v, g in zip(params.values(), grads):
-            v.grad = g
-        opt.step()
+    baselines.adam_steps(batched, opt, params, masks, targets, ts.steps, history)
     with torch.no_grad():
         history.append(batched(params, masks, targets))
     return psnr_from_mse(torch.stack(history)), {n: v.detach() for n, v in params.items()}
