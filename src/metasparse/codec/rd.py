@@ -137,9 +137,9 @@ def plot(summary: list[dict], path: Path, title: str = "") -> None:
     for name, points in by_codec.items():
         points = sorted(points, key=lambda s: s["bpp"])
         style = {"marker": "o", "linewidth": 2.5 if name == "metasparse" else 1.2}
+        payload = [p for p in points if np.isfinite(p.get("payload_bpp", float("nan")))]
         for ax, key in zip(axes, ("psnr", "ms_ssim")):
             line, = ax.plot([p["bpp"] for p in points], [p[key] for p in points], label=name, **style)
-            payload = [p for p in points if np.isfinite(p.get("payload_bpp", float("nan")))]
             if payload:
                 # The figure papers report (COIN++, MSCN): modulation bits only, no container.
                 ax.plot([p["payload_bpp"] for p in payload], [p[key] for p in payload], linestyle="--",
