@@ -67,7 +67,7 @@ def run_rd(codec, data, output: Path, split=None, limit=None, codecs=(), log=lam
     summary = summarise(rows)
     write_atomic(output / "rd_summary.csv", _csv(summary, list(summary[0])))
     write_atomic(output / "rd_summary.json", json.dumps(
-        {"images": len(images), "data": label, "split": split, "summary": summary}, indent=2))
+        {"images": len(images), "data": label, "split": split, "summary": _strict_json(summary)}, indent=2))
     plot(summary, output / "rd.png", title=f"{label}: {len(images)} images")
     return rows
 
@@ -88,23 +88,37 @@ def _mean(rows, codec, quality) -> str:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean bpp / PSNR / MS-SSIM / times per (codec, quality), PSNR also as mean ± std."""
+    """Mean bpp / PSNR / MS-SSIM / times per (codec, quality), PSNR also as mean ± std.
+
+    An image decoded exactly (PSNR infinite, e.g. a classical codec at its top quality on a tiny
+    image) is counted in ``lossless`` and left out of the PSNR mean and std, which would otherwise
+    be infinite and undefined; the PSNR is infinite only when every image is lossless.
+    """
     groups: dict = defaultdict(list)
     for r in rows:
         groups[(r["codec"], r["quality"])].append(r)
     summary = []
     for (name, quality), sel in groups.items():
+        psnrs = np.array([r["psnr"] for r in sel], dtype=np.float64)
+        lossy = psnrs[np.isfinite(psnrs)]
         summary.append({
             "codec": name, "quality": quality, "images": len(sel),
             "bpp": float(np.mean([r["bpp"] for r in sel])),
             "payload_bpp": float(np.mean([r["payload_bpp"] for r in sel])),
-            "psnr": float(np.mean([r["psnr"] for r in sel])),
-            "psnr_std": float(np.std([r["psnr"] for r in sel])),
+            "psnr": float(lossy.mean()) if len(lossy) else float("inf"),
+            "psnr_std": float(lossy.std()) if len(lossy) else float("nan"),
+            "lossless": int(len(sel) - len(lossy)),
             "ms_ssim": float(np.mean([r["ms_ssim"] for r in sel])),
             "encode_s": float(np.mean([r["encode_s"] for r in sel])),
             "decode_s": float(np.nanmean([r["decode_s"] for r in sel])) if name == "metasparse" else float("nan"),
         })
     return summary
+
+
+def _strict_json(summary: list[dict]) -> list[dict]:
+    """NaN and infinity are not JSON: they become ``null`` (``lossless`` tells why a PSNR is missing)."""
+    return [{k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in s.items()}
+            for s in summary]
 
 
 def _csv(rows: list[dict], fields: list[str]) -> str:
@@ -139,7 +153,10 @@ def plot(summary: list[dict], path: Path, title: str = "") -> None:
         style = {"marker": "o", "linewidth": 2.5 if name == "metasparse" else 1.2}
         payload = [p for p in points if np.isfinite(p.get("payload_bpp", float("nan")))]
         for ax, key in zip(axes, ("psnr", "ms_ssim")):
-            line, = ax.plot([p["bpp"] for p in points], [p[key] for p in points], label=name, **style)
+            # A quality where every image came back exactly has an infinite PSNR: no point to draw.
+            drawn = [p for p in points if np.isfinite(p[key])]
+            payload = [p for p in payload if np.isfinite(p[key])]
+            line, = ax.plot([p["bpp"] for p in drawn], [p[key] for p in drawn], label=name, **style)
             if payload:
                 # The figure papers report (COIN++, MSCN): modulation bits only, no container.
                 ax.plot([p["payload_bpp"] for p in payload], [p[key] for p in payload], linestyle="--",
