@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from metasparse.codec.bitstream import (
-    CONTAINER_OVERHEAD_BYTES,
     FORMAT_VERSION,
-    HEADER_BYTES,
+    MIN_FILE_BYTES,
     Header,
+    container_bytes,
     model_id_of,
     pack,
     patch_grid,
@@ -23,61 +23,81 @@ from metasparse.io import write_atomic
 
 MODEL_ID = bytes(range(16))
 OTHER_MODEL_ID = bytes(range(16, 32))
-HEADER_LAYOUT = struct.Struct("<4sB16sIIBBHBBfII")
+V1_LAYOUT = struct.Struct("<4sB16sIIBBHBBfII")
 
-# Byte offsets of the header fields (see the layout in metasparse.codec.bitstream).
+# Byte offsets of version 1's header fields (see the layout in metasparse.codec.bitstream).
 OFFSET_HEIGHT, OFFSET_WIDTH, OFFSET_PATCHES, OFFSET_PAYLOAD_LENGTH = 21, 25, 39, 43
+# Version 2 of a 70x45 image: magic 0-3, version 4, id 5-12, height 13, width 14, channels/depth 15, quality 16.
+OFFSET_V2_HEIGHT, OFFSET_V2_CHANNELS, OFFSET_V2_QUALITY = 13, 15, 16
 
 
 def _header(**changes) -> Header:
-    fields = {
-        "model_id": MODEL_ID,
-        "height": 70,
-        "width": 45,
-        "channels": 3,
-        "bit_depth": 8,
-        "patch_size": 32,
-        "quality_index": 2,
-        "quant_bits": 6,
-        "clip_std": 3.0,
-        "num_patches": 6,  # ceil(70 / 32) * ceil(45 / 32) = 3 * 2
-    }
+    fields = {"model_id": MODEL_ID, "height": 70, "width": 45, "channels": 3, "bit_depth": 8, "quality_index": 2}
     fields.update(changes)
     return Header(**fields)
 
 
+def _header_v1(**changes) -> Header:
+    fields = {"patch_size": 32, "quant_bits": 6, "clip_std": 3.0,
+              "num_patches": 6,  # ceil(70 / 32) * ceil(45 / 32) = 3 * 2
+              "version": 1}
+    fields.update(changes)
+    return _header(**fields)
+
+
 PAYLOAD = bytes(range(7, 47))
 ORIGINAL = pack(_header(), PAYLOAD)
+ORIGINAL_V1 = pack(_header_v1(), PAYLOAD)
 
 
 def _with_valid_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def _raw_file(payload: bytes = PAYLOAD, **fields) -> bytes:
-    """A file with arbitrary header fields and a correct checksum, bypassing pack's validation."""
-    header = _header()
-    values = {"magic": b"MSPZ", "version": FORMAT_VERSION}
-    values.update(
-        {f.name: getattr(header, f.name) for f in dataclasses.fields(Header) if f.name != "version"}
-    )
-    values["payload_length"] = len(payload)
+def _raw_v1_file(payload: bytes = PAYLOAD, **fields) -> bytes:
+    """A version-1 file with arbitrary header fields and a correct checksum, bypassing pack's validation."""
+    header = _header_v1()
+    values = {"magic": b"MSPZ", "version": 1, "model_id": MODEL_ID, "height": header.height, "width": header.width,
+              "channels": header.channels, "bit_depth": header.bit_depth, "patch_size": header.patch_size,
+              "quality_index": header.quality_index, "quant_bits": header.quant_bits,
+              "clip_std": header.clip_std, "num_patches": header.num_patches, "payload_length": len(payload)}
     values.update(fields)
-    return _with_valid_crc(HEADER_LAYOUT.pack(*values.values()) + payload)
+    return _with_valid_crc(V1_LAYOUT.pack(*values.values()) + payload)
 
 
+def _raw_v2_file(height: bytes = b"\x46", width: bytes = b"\x2d", packed: int = 0x27, quality: int = 2,
+                 payload: bytes = PAYLOAD) -> bytes:
+    """A version-2 file from raw field bytes (70x45, 3 channels, 8 bits) with a correct checksum."""
+    return _with_valid_crc(b"MSPZ\x02" + MODEL_ID[:8] + height + width + bytes([packed, quality]) + payload)
+
+
+# -- version 2, the format written -----------------------------------------------------------------
 def test_round_trip_restores_header_and_payload() -> None:
     header, payload = unpack(ORIGINAL, expected_model_id=MODEL_ID)
-    assert header == _header()
+    assert header == _header() and header.version == FORMAT_VERSION == 2
     assert payload == PAYLOAD
-    assert len(ORIGINAL) == len(PAYLOAD) + CONTAINER_OVERHEAD_BYTES
-    assert HEADER_BYTES == 47
+    assert ORIGINAL == _raw_v2_file()  # the layout is the documented one, byte for byte
     assert ORIGINAL[:4] == b"MSPZ"
 
 
-def test_clip_is_stored_as_float32_and_compares_equal_after_a_round_trip() -> None:
-    header = _header(clip_std=2.7)
-    assert unpack(pack(header, b""))[0] == header
+def test_the_container_costs_21_bytes_on_small_images_and_grows_with_the_size_fields() -> None:
+    assert container_bytes(_header()) == MIN_FILE_BYTES == 21 == len(ORIGINAL) - len(PAYLOAD)
+    assert container_bytes(_header(height=32, width=32)) == 21  # CIFAR-10: 0.16 bpp
+    assert container_bytes(_header(height=512, width=768)) == 23
+    assert container_bytes(_header(height=(1 << 32) - 1, width=1, bit_depth=16)) == 25
+    assert container_bytes(_header_v1()) == 51
+
+
+def test_sizes_that_need_every_varint_byte_round_trip() -> None:
+    for height, width in [(1, 1), (127, 128), (16383, 16384), ((1 << 32) - 1, 1)]:
+        header = _header(height=height, width=width, channels=1, bit_depth=16)
+        assert unpack(pack(header, b"x", max_pixels=1 << 40), max_pixels=1 << 40)[0] == header
+
+
+def test_the_file_keeps_an_8_byte_prefix_of_the_model_id() -> None:
+    header, _ = unpack(ORIGINAL)
+    assert header.model_id == MODEL_ID[:8] and header.matches_model(MODEL_ID)
+    assert not header.matches_model(OTHER_MODEL_ID)
 
 
 def test_an_empty_payload_is_allowed() -> None:
@@ -96,18 +116,26 @@ def test_patch_grid_covers_the_image_with_padded_edge_patches() -> None:
         pytest.param(b"GIF89a" + ORIGINAL[6:], "not a metasparse", id="other-format"),
         pytest.param(b"", "truncated", id="empty"),
         pytest.param(ORIGINAL[:3], "truncated", id="magic-only"),
-        pytest.param(ORIGINAL[:HEADER_BYTES], "truncated", id="header-only"),
-        pytest.param(ORIGINAL[:-1], "truncated", id="last-byte-missing"),
-        pytest.param(
-            ORIGINAL[:4] + bytes([FORMAT_VERSION + 1]) + ORIGINAL[5:],
-            "unsupported format version",
-            id="version",
-        ),
-        pytest.param(ORIGINAL[:-4] + b"\x00" + ORIGINAL[-4:], "unexpected bytes", id="extra-byte"),
-        pytest.param(
-            ORIGINAL[:60] + bytes([ORIGINAL[60] ^ 0x10]) + ORIGINAL[61:], "checksum", id="payload-bit"
-        ),
+        pytest.param(ORIGINAL[:MIN_FILE_BYTES - 1], "truncated", id="shorter-than-any-file"),
+        pytest.param(ORIGINAL[:-1], "corrupt or truncated", id="last-byte-missing"),
+        pytest.param(ORIGINAL[:4] + bytes([FORMAT_VERSION + 1]) + ORIGINAL[5:], "unsupported format version",
+                     id="version"),
+        pytest.param(ORIGINAL[:4] + b"\x00" + ORIGINAL[5:], "unsupported format version", id="version-0"),
+        pytest.param(ORIGINAL[:-4] + b"\x00" + ORIGINAL[-4:], "checksum", id="extra-byte"),
+        pytest.param(ORIGINAL[:30] + bytes([ORIGINAL[30] ^ 0x10]) + ORIGINAL[31:], "checksum", id="payload-bit"),
         pytest.param(ORIGINAL[:-1] + bytes([ORIGINAL[-1] ^ 1]), "checksum mismatch", id="crc-bit"),
+        pytest.param(_raw_v2_file(height=b"\x00"), "invalid image size", id="zero-height"),
+        pytest.param(_raw_v2_file(width=b"\x80\x00"), "not minimally encoded", id="overlong-varint"),
+        pytest.param(_raw_v2_file(height=b"\xff" * 5 + b"\x01"), "longer than 5 bytes", id="six-byte-varint"),
+        pytest.param(_raw_v2_file(height=b"\xff\xff\xff\xff\x1f"), "invalid image size", id="height-over-u32"),
+        pytest.param(_with_valid_crc(b"MSPZ\x02" + MODEL_ID[:8] + b"\xff" * 4), "runs past the header",
+                     id="unterminated-varint"),
+        pytest.param(_with_valid_crc(b"MSPZ\x02" + MODEL_ID[:8] + b"\x46\x2d\x27"), "truncated",
+                     id="no-quality-byte"),
+        pytest.param(_raw_v2_file(packed=0x67), "reserved bits", id="reserved-bits"),
+        pytest.param(_raw_v2_file(packed=0x47), "channel", id="five-channels"),
+        pytest.param(_raw_v2_file(height=b"\x80\x80\x04", width=b"\x80\x40"), "exceeds the limit",
+                     id="too-many-pixels"),
     ],
 )
 def test_damaged_files_are_reported_with_a_clear_message(data: bytes, message: str) -> None:
@@ -118,8 +146,101 @@ def test_damaged_files_are_reported_with_a_clear_message(data: bytes, message: s
 def test_a_file_from_another_model_names_both_ids() -> None:
     with pytest.raises(BitstreamError, match="different model") as error:
         unpack(ORIGINAL, expected_model_id=OTHER_MODEL_ID)
-    assert MODEL_ID.hex() in str(error.value) and "--model" in str(error.value)
-    assert "\n" not in str(error.value)
+    assert MODEL_ID[:8].hex() in str(error.value) and OTHER_MODEL_ID[:8].hex() in str(error.value)
+    assert "--model" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_pixel_limit_is_configurable() -> None:
+    with pytest.raises(BitstreamError, match="exceeds the limit"):
+        unpack(ORIGINAL, max_pixels=70 * 45 - 1)
+    assert unpack(ORIGINAL, max_pixels=70 * 45)[1] == PAYLOAD
+
+
+def test_pack_refuses_inconsistent_headers() -> None:
+    with pytest.raises(BitstreamError, match="takes patch_size, num_patches from the model"):
+        pack(_header(patch_size=32, num_patches=6), b"")
+    with pytest.raises(BitstreamError, match="model id"):
+        pack(_header(model_id=b"short"), b"")
+    with pytest.raises(BitstreamError, match="version"):
+        pack(dataclasses.replace(_header(), version=FORMAT_VERSION + 1), b"")
+    with pytest.raises(BitstreamError, match="quality index"):
+        pack(_header(quality_index=256), b"")
+
+
+def _fuzz(original: bytes, expected: tuple[Header, bytes], inflate: list[tuple[int, int]], version: int) -> None:
+    rng = np.random.default_rng(1234)
+    mutants: list[bytes] = []
+    mutants += [original[:length] for length in range(len(original))]
+    for bit in range(len(original) * 8):
+        flipped = bytearray(original)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        mutants.append(bytes(flipped))
+    for _ in range(200):
+        mutants.append(rng.bytes(int(rng.integers(0, 2 * len(original)))))
+        mutants.append(b"MSPZ" + bytes([version]) + rng.bytes(int(rng.integers(0, 2 * len(original)))))
+    for _ in range(200):
+        mutated = bytearray(original)
+        for position in rng.integers(0, len(mutated), size=int(rng.integers(1, 6))):
+            mutated[position] = int(rng.integers(0, 256))
+        mutants.append(bytes(mutated))
+    # Fields rewritten, and rewritten with a matching checksum: a version-2 header has no redundancy,
+    # so those may be valid files of another image (the codec then checks the payload against them).
+    rechecksummed = set()
+    for offset, size in inflate:
+        for value in (0, 1, 0x7FFFFFFF, 0xFFFFFFFF, 1 << 20):
+            inflated = bytearray(original)
+            inflated[offset : offset + size] = (value % (1 << 8 * size)).to_bytes(size, "little")
+            mutants.append(bytes(inflated))
+            rechecksummed.add(_with_valid_crc(bytes(inflated[:-4])))
+    mutants += sorted(rechecksummed)
+    mutants.append(original + rng.bytes(3))
+    mutants.append(original * 2)
+
+    assert len(mutants) > 900
+    start = time.perf_counter()
+    rejected = 0
+    for mutant in mutants:
+        try:
+            header, payload = unpack(mutant, expected_model_id=MODEL_ID)
+        except BitstreamError:
+            rejected += 1
+        else:
+            assert (header, payload) == expected or (version == 2 and mutant in rechecksummed)
+    assert time.perf_counter() - start < 5.0
+    # At most the odd mutation that rewrites a byte to itself, and the valid re-checksummed files.
+    assert rejected >= len(mutants) - 2 - (len(rechecksummed) if version == 2 else 0)
+
+
+def test_fuzzed_files_raise_bitstream_error_or_decode_to_the_original() -> None:
+    _fuzz(ORIGINAL, (_header(), PAYLOAD), [(OFFSET_V2_HEIGHT, 1), (OFFSET_V2_CHANNELS, 1), (OFFSET_V2_QUALITY, 1)], 2)
+
+
+# -- version 1, read for files made before -----------------------------------------------------------
+def test_version_1_files_still_read() -> None:
+    header, payload = unpack(ORIGINAL_V1, expected_model_id=MODEL_ID)
+    assert header == _header_v1() and header.model_id == MODEL_ID and payload == PAYLOAD
+    assert len(ORIGINAL_V1) == len(PAYLOAD) + 51
+    assert ORIGINAL_V1 == _raw_v1_file()
+
+
+def test_version_1_clip_is_stored_as_float32_and_compares_equal_after_a_round_trip() -> None:
+    header = _header_v1(clip_std=2.7)
+    assert unpack(pack(header, b""))[0] == header
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        pytest.param(ORIGINAL_V1[:47], "truncated", id="header-only"),
+        pytest.param(ORIGINAL_V1[:-1], "truncated", id="last-byte-missing"),
+        pytest.param(ORIGINAL_V1[:-4] + b"\x00" + ORIGINAL_V1[-4:], "unexpected bytes", id="extra-byte"),
+        pytest.param(ORIGINAL_V1[:60] + bytes([ORIGINAL_V1[60] ^ 0x10]) + ORIGINAL_V1[61:], "checksum",
+                     id="payload-bit"),
+    ],
+)
+def test_damaged_version_1_files_are_reported_with_a_clear_message(data: bytes, message: str) -> None:
+    with pytest.raises(BitstreamError, match=message):
+        unpack(data)
 
 
 @pytest.mark.parametrize(
@@ -143,68 +264,19 @@ def test_a_file_from_another_model_names_both_ids() -> None:
         ({"num_patches": 0xFFFFFFFF}, "patch count"),
     ],
 )
-def test_out_of_range_fields_are_rejected_even_with_a_valid_checksum(fields: dict, message: str) -> None:
+def test_out_of_range_version_1_fields_are_rejected_even_with_a_valid_checksum(fields: dict, message: str) -> None:
     with pytest.raises(BitstreamError, match=message):
-        unpack(_raw_file(**fields))
+        unpack(_raw_v1_file(**fields))
 
 
-def test_inflated_payload_length_is_reported_as_truncation_without_allocating() -> None:
+def test_inflated_version_1_payload_length_is_reported_as_truncation_without_allocating() -> None:
     with pytest.raises(BitstreamError, match="truncated"):
-        unpack(_raw_file(payload_length=0xFFFFFFFF))
+        unpack(_raw_v1_file(payload_length=0xFFFFFFFF))
 
 
-def test_pixel_limit_is_configurable() -> None:
-    with pytest.raises(BitstreamError, match="exceeds the limit"):
-        unpack(ORIGINAL, max_pixels=70 * 45 - 1)
-    assert unpack(ORIGINAL, max_pixels=70 * 45)[1] == PAYLOAD
-
-
-def test_pack_refuses_inconsistent_headers() -> None:
-    with pytest.raises(BitstreamError, match="patch count"):
-        pack(_header(num_patches=5), b"")
-    with pytest.raises(BitstreamError, match="model id"):
-        pack(_header(model_id=b"short"), b"")
-    with pytest.raises(BitstreamError, match="version"):
-        pack(dataclasses.replace(_header(), version=FORMAT_VERSION + 1), b"")
-
-
-def test_fuzzed_files_raise_bitstream_error_or_decode_to_the_original() -> None:
-    rng = np.random.default_rng(1234)
-    mutants: list[bytes] = []
-    mutants += [ORIGINAL[:length] for length in range(len(ORIGINAL))]
-    for bit in range(len(ORIGINAL) * 8):
-        flipped = bytearray(ORIGINAL)
-        flipped[bit // 8] ^= 1 << (bit % 8)
-        mutants.append(bytes(flipped))
-    for _ in range(200):
-        mutants.append(rng.bytes(int(rng.integers(0, 2 * len(ORIGINAL)))))
-        mutants.append(b"MSPZ" + bytes([FORMAT_VERSION]) + rng.bytes(int(rng.integers(0, 2 * len(ORIGINAL)))))
-    for _ in range(200):
-        mutated = bytearray(ORIGINAL)
-        for position in rng.integers(0, len(mutated), size=int(rng.integers(1, 6))):
-            mutated[position] = int(rng.integers(0, 256))
-        mutants.append(bytes(mutated))
-    for offset in (OFFSET_HEIGHT, OFFSET_WIDTH, OFFSET_PATCHES, OFFSET_PAYLOAD_LENGTH):
-        for value in (0, 1, 0x7FFFFFFF, 0xFFFFFFFF, 1 << 20):
-            inflated = bytearray(ORIGINAL)
-            inflated[offset : offset + 4] = value.to_bytes(4, "little")
-            mutants.append(bytes(inflated))
-            mutants.append(_with_valid_crc(bytes(inflated[:-4])))  # ... and with a matching checksum
-    mutants.append(ORIGINAL + rng.bytes(3))
-    mutants.append(ORIGINAL * 2)
-
-    assert len(mutants) > 1000
-    start = time.perf_counter()
-    rejected = 0
-    for mutant in mutants:
-        try:
-            header, payload = unpack(mutant, expected_model_id=MODEL_ID)
-        except BitstreamError:
-            rejected += 1
-        else:
-            assert (header, payload) == (_header(), PAYLOAD)
-    assert time.perf_counter() - start < 5.0
-    assert rejected >= len(mutants) - 2  # at most the odd mutation that rewrites a byte to itself
+def test_fuzzed_version_1_files_raise_bitstream_error_or_decode_to_the_original() -> None:
+    offsets = [(o, 4) for o in (OFFSET_HEIGHT, OFFSET_WIDTH, OFFSET_PATCHES, OFFSET_PAYLOAD_LENGTH)]
+    _fuzz(ORIGINAL_V1, (_header_v1(), PAYLOAD), offsets, 1)
 
 
 def test_model_id_depends_on_every_weight_but_not_on_dict_order() -> None:

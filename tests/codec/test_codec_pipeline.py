@@ -15,7 +15,7 @@ from metasparse.codec import (
     pack,
     unpack,
 )
-from metasparse.codec.bitstream import CONTAINER_OVERHEAD_BYTES
+from metasparse.codec.bitstream import container_bytes
 from metasparse.errors import BitstreamError
 from metasparse.io import write_atomic
 
@@ -36,19 +36,16 @@ def test_modulations_survive_quantise_code_pack_write_read_unpack_decode(tmp_pat
         width=96,
         channels=3,
         bit_depth=8,
-        patch_size=32,
         quality_index=0,
-        quant_bits=quantizer.bits,
-        clip_std=quantizer.clip_std,
-        num_patches=patches,
     )
     payload = encode(symbols, model)
     path = write_atomic(tmp_path / "image.mspz", pack(header, payload))
-    assert path.stat().st_size == len(payload) + CONTAINER_OVERHEAD_BYTES
+    assert path.stat().st_size == len(payload) + container_bytes(header) == len(payload) + 21
     assert len(payload) <= estimated_bits(symbols, model) / 8 + 8
 
     read_header, read_payload = unpack(path.read_bytes(), expected_model_id=model_id)
-    decoded = decode(read_payload, read_header.num_patches * dim, model).reshape(-1, dim)
+    assert read_header == header
+    decoded = decode(read_payload, patches * dim, model).reshape(-1, dim)
     assert torch.equal(torch.from_numpy(decoded), symbols)
     restored = quantizer.dequantize(torch.from_numpy(decoded))
     inside = (modulations - quantizer.mean).abs() <= quantizer.clip_std * quantizer.std
