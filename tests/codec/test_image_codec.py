@@ -206,3 +206,39 @@ def test_fuzzed_files_fail_cleanly(codec) -> None:
 def test_header_rejects_zero_sized_images() -> None:
     with pytest.raises(BitstreamError):
         pack(Header(model_id=b"\0" * 16, height=0, width=0, channels=3, bit_depth=8, quality_index=0), b"")
+
+
+def _candidate(bits: int, psnr: float, rate: float):
+    from metasparse.codec.model import _BitsCandidate
+
+    return _BitsCandidate(quantizer=bits, symbols=None, model=None, psnr=psnr, bits_per_signal=rate)
+
+
+def test_bit_choice_takes_the_fewest_bits_within_the_loss_and_above_the_previous_rate() -> None:
+    from metasparse.codec.model import _choose_bits
+
+    made = []
+
+    def candidates(table):
+        for c in table:
+            made.append(c.quantizer)
+            yield c
+
+    table = [_candidate(3, 18.0, 40.0), _candidate(4, 19.6, 55.0), _candidate(5, 19.9, 70.0), _candidate(6, 20.0, 85.0)]
+    # Within 0.5 dB of 20.0 dB: 4 bits, and only the candidates up to it are made.
+    assert _choose_bits(candidates(table), 20.0, 0.5, 0.0).quantizer == 4 and made == [3, 4]
+    # The level below already costs 60 bits: 4 bits (55) would give a smaller file at a higher quality.
+    assert _choose_bits(iter(table), 20.0, 0.5, 60.0).quantizer == 5
+    # Nothing qualifies: the most bits.
+    assert _choose_bits(iter(table), 25.0, 0.5, 0.0).quantizer == 6
+    with pytest.raises(ConfigError):
+        _choose_bits(iter([]), 20.0, 0.5, 0.0)
+
+
+def test_budgets_must_increase() -> None:
+    config = RunConfig(model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0),
+                       problem=ProblemConfig(kind="mscn-modulations"))
+    meta = build_problem(config, None).init_meta(torch.Generator().manual_seed(0))
+    patches = torch.zeros((4, PATCH, PATCH, 3), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match="increase"):
+        build_codec(config, meta, patches, [16, 4], FitConfig(steps=1, optimizer="inner"), patch_size=PATCH)

@@ -28,12 +28,14 @@ the wrong model.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -605,6 +607,8 @@ def build_signal_codec(
 
 def _check_budgets(config: RunConfig, budgets: Sequence[int]) -> None:
     num_modulations = build_problem(config, None).model.num_modulations
+    if not budgets or any(a >= b for a, b in itertools.pairwise(budgets)):
+        raise ConfigError(f"budgets must increase from one quality to the next, got {list(budgets)}")
     for b in budgets:
         if not 1 <= b <= num_modulations:
             raise ConfigError(f"budget {b} outside [1, {num_modulations}] modulations of this network")
@@ -614,29 +618,57 @@ def _placeholder_levels(budgets: Sequence[int], clip_std: float) -> list[Quality
     return [QualityLevel(b, fit_quantizer(torch.zeros(2), 8, clip_std), _uniform_model(256)) for b in budgets]
 
 
+class _BitsCandidate(NamedTuple):
+    quantizer: Quantizer
+    symbols: torch.Tensor
+    model: SymbolModel
+    psnr: float  # after quantisation, on the training signals
+    bits_per_signal: float  # the symbol model's ideal code length
+
+
+def _choose_bits(candidates: Iterable[_BitsCandidate], exact_psnr: float, max_loss_db: float,
+                 previous_bits_per_signal: float) -> _BitsCandidate:
+    """The fewest bits whose quantisation costs at most ``max_loss_db`` and whose rate exceeds the
+    previous (smaller) budget's, so that a higher quality never makes a smaller file; the most bits
+    when no candidate qualifies. ``candidates`` go from fewest to most bits and are made on demand."""
+    chosen = None
+    for candidate in candidates:
+        chosen = candidate
+        if exact_psnr - candidate.psnr <= max_loss_db and candidate.bits_per_signal > previous_bits_per_signal:
+            break
+    if chosen is None:
+        raise ConfigError("no quantiser bit counts to choose from")
+    return chosen
+
+
 def _fit_levels(codec: ModulationCodec, targets: torch.Tensor, budgets, bits_choices, clip_std,
                 max_quantization_loss_db, values_per_signal: int, unit: str, log) -> list[QualityLevel]:
-    levels = []
+    levels, previous_rate, previous_psnr = [], 0.0, -math.inf
     for budget in budgets:
         t0 = time.perf_counter()
         code = codec.fit_patches(targets, budget)
         kept = codec.kept_indices(budget).to(targets.device)
         values = code[:, kept].detach().cpu()
         exact = psnr_from_mse(((codec.render(code, budget) - targets) ** 2).mean()).item()
-        chosen = None
-        for bits in bits_choices:
-            quantizer = fit_quantizer(values.reshape(-1), bits, clip_std)
-            symbols = quantizer.quantize(values)
-            candidate = QualityLevel(budget, quantizer, _uniform_model(quantizer.num_symbols))
-            recon = codec.render(codec._dequantized_code(symbols, candidate), budget)
-            quantized = psnr_from_mse(((recon - targets) ** 2).mean()).item()
-            chosen = (quantizer, symbols, quantized)
-            if exact - quantized <= max_quantization_loss_db:
-                break
-        quantizer, symbols, quantized = chosen
-        model = fit_symbol_model(symbols.numpy(), quantizer.num_symbols, per_position=True)
-        levels.append(QualityLevel(budget, quantizer, model))
-        bits_per_signal = estimated_bits(symbols.numpy(), model) / symbols.shape[0]
-        log(f"budget {budget}: {quantizer.bits} bits, train PSNR {exact:.2f} dB → {quantized:.2f} dB quantised, "
-            f"~{bits_per_signal / values_per_signal:.3f} {unit} ({time.perf_counter() - t0:.0f} s)")
+
+        def candidates(values=values, budget=budget):
+            for bits in bits_choices:
+                quantizer = fit_quantizer(values.reshape(-1), bits, clip_std)
+                symbols = quantizer.quantize(values)
+                trial = QualityLevel(budget, quantizer, _uniform_model(quantizer.num_symbols))
+                recon = codec.render(codec._dequantized_code(symbols, trial), budget)
+                model = fit_symbol_model(symbols.numpy(), quantizer.num_symbols, per_position=True)
+                yield _BitsCandidate(quantizer, symbols, model, psnr_from_mse(((recon - targets) ** 2).mean()).item(),
+                                     estimated_bits(symbols.numpy(), model) / symbols.shape[0])
+
+        chosen = _choose_bits(candidates(), exact, max_quantization_loss_db, previous_rate)
+        levels.append(QualityLevel(budget, chosen.quantizer, chosen.model))
+        log(f"budget {budget}: {chosen.quantizer.bits} bits, train PSNR {exact:.2f} dB → {chosen.psnr:.2f} dB "
+            f"quantised, ~{chosen.bits_per_signal / values_per_signal:.3f} {unit} ({time.perf_counter() - t0:.0f} s)")
+        if chosen.bits_per_signal <= previous_rate:
+            log(f"warning: budget {budget} is no larger than the budget below it, even at {chosen.quantizer.bits} bits")
+        elif chosen.psnr <= previous_psnr:
+            log(f"note: budget {budget} costs more than the budget below it for no gain on the training signals "
+                f"({chosen.psnr:.2f} dB ≤ {previous_psnr:.2f} dB): this network saturates there")
+        previous_rate, previous_psnr = chosen.bits_per_signal, chosen.psnr
     return levels
