@@ -36,16 +36,19 @@ def test_modulations_survive_quantise_code_pack_write_read_unpack_decode(tmp_pat
         width=96,
         channels=3,
         bit_depth=8,
+        patch_size=32,
         quality_index=0,
+        quant_bits=quantizer.bits,
+        clip_std=quantizer.clip_std,
     )
     payload = encode(symbols, model)
     path = write_atomic(tmp_path / "image.mspz", pack(header, payload))
-    assert path.stat().st_size == len(payload) + container_bytes(header) == len(payload) + 21
+    assert path.stat().st_size == len(payload) + container_bytes(header) == len(payload) + 25
     assert len(payload) <= estimated_bits(symbols, model) / 8 + 8
 
     read_header, read_payload = unpack(path.read_bytes(), expected_model_id=model_id)
     assert read_header == header
-    decoded = decode(read_payload, patches * dim, model).reshape(-1, dim)
+    decoded = decode(read_payload, read_header.num_patches * dim, model).reshape(-1, dim)
     assert torch.equal(torch.from_numpy(decoded), symbols)
     restored = quantizer.dequantize(torch.from_numpy(decoded))
     inside = (modulations - quantizer.mean).abs() <= quantizer.clip_std * quantizer.std

@@ -55,21 +55,21 @@ def test_round_trip_decodes_exactly_what_the_encoder_reported(codec, size) -> No
         assert result.bpp == pytest.approx(8 * len(result.data) / (size[0] * size[1]))
         header, payload = unpack(result.data, expected_model_id=codec.model_id)
         assert (header.height, header.width, header.quality_index) == (size[0], size[1], quality - 1)
-        assert len(result.data) - len(payload) == container_bytes(header) == 21
+        assert len(result.data) - len(payload) == container_bytes(header) == 25
+        assert header.num_patches == -(-size[0] // PATCH) * -(-size[1] // PATCH)
 
 
 def test_files_of_format_version_1_still_decode(codec) -> None:
-    """A file as the first release wrote it (51-byte container with the model's settings) decodes
-    to the same image; one whose settings disagree with the model is refused."""
+    """A file as the first release wrote it (51-byte container) decodes to the same image; one whose
+    settings disagree with the model is refused."""
     image = smooth_image(13, 21)
     result = codec.compress(image, 2)
     _, payload = unpack(result.data)
     level = codec.level(2)
     old = Header(model_id=codec.model_id, height=13, width=21, channels=3, bit_depth=8, quality_index=1,
-                 patch_size=PATCH, quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std,
-                 num_patches=-(-13 // PATCH) * -(-21 // PATCH), version=1)
+                 patch_size=PATCH, quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std, version=1)
     v1 = pack(old, payload)
-    assert len(v1) == len(result.data) + 30
+    assert len(v1) == len(result.data) + 26
     assert np.array_equal(codec.decompress(v1), result.reconstruction)
     for change in ({"quant_bits": level.quantizer.bits + 1}, {"patch_size": PATCH + 1}):
         with pytest.raises(BitstreamError, match="not match"):
@@ -184,7 +184,7 @@ def test_fuzzed_files_fail_cleanly(codec) -> None:
                 body = body[: rng.integers(0, len(body) + 1)]
             data = bytearray(pack(header, bytes(body)))
         else:  # re-checksummed headers with other field values
-            field = ["height", "width", "quality_index", "bit_depth", "channels"][trial % 5]
+            field = ["height", "width", "quality_index", "quant_bits", "patch_size", "channels"][trial % 6]
             value = int(rng.choice([0, 1, 2, 3, 7, 255, 65535]))
             changed = dataclasses.replace(header, **{field: value})
             try:
@@ -205,7 +205,8 @@ def test_fuzzed_files_fail_cleanly(codec) -> None:
 
 def test_header_rejects_zero_sized_images() -> None:
     with pytest.raises(BitstreamError):
-        pack(Header(model_id=b"\0" * 16, height=0, width=0, channels=3, bit_depth=8, quality_index=0), b"")
+        pack(Header(model_id=b"\0" * 16, height=0, width=0, channels=3, bit_depth=8, patch_size=32,
+                    quality_index=0, quant_bits=4, clip_std=3.0), b"")
 
 
 def _candidate(bits: int, psnr: float, rate: float):

@@ -56,7 +56,7 @@ def test_voxels_compress_to_files_and_decode_to_grids_and_meshes(voxel_codec, ca
     files = sorted(out.glob("*.mspz"))
     assert [f.name for f in files] == ["cube.mspz", "tetra.mspz"]
     header, _ = unpack(files[0].read_bytes(), expected_model_id=codec.model_id)
-    assert (header.height, header.width, header.channels, header.version) == (8, 64, 1, 2)
+    assert (header.height, header.width, header.channels, header.num_patches, header.version) == (8, 64, 1, 1, 2)
     main(["decompress", *map(str, files), "-o", str(root / "d"), "-m", str(model)])
     values = np.load(root / "d" / "cube.npy")
     assert (root / "d" / "cube.obj").exists() or values.max() <= 0.5 or values.min() >= 0.5
@@ -145,7 +145,7 @@ def test_fuzzed_signal_files_are_refused_or_decode_to_the_grid(voxel_codec):
             body[rng.integers(len(body))] ^= int(rng.integers(1, 256))
             data = pack(header, bytes(body[: rng.integers(0, len(body) + 1)] if trial % 3 == 0 else body))
         else:
-            field = ["height", "width", "channels", "bit_depth", "quality_index"][trial % 5]
+            field = ["height", "width", "channels", "bit_depth", "patch_size", "quality_index"][trial % 6]
             try:
                 data = pack(dataclasses.replace(header, **{field: int(rng.choice([1, 2, 7, 64, 512, 4096]))}),
                             payload)

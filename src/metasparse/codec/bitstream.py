@@ -1,7 +1,7 @@
 """The compressed-file container: a small header, the entropy-coded payload, and a CRC32.
 
-Version 2 (written) stores only what the model cannot tell the decoder; integers little-endian,
-sizes as unsigned LEB128 varints (one byte up to 127, at most five)::
+Version 2 (written) keeps every field of version 1 but the ones that follow from others; integers
+little-endian, sizes as unsigned LEB128 varints (one byte up to 127, at most five)::
 
     size  field
        4  magic b"MSPZ"
@@ -11,12 +11,15 @@ sizes as unsigned LEB128 varints (one byte up to 127, at most five)::
      1-5  image width (varint)
        1  (channels - 1) << 4 | (source bit depth - 1); the top two bits are zero
        1  quality index (u8: which modulation budget)
+     1-3  patch size (varint); the patch grid is the image size over it, rounded up
+       1  quantisation bits - 1 (the top four bits are zero)
+       2  quantisation clip in std units (f16)
        n  payload: everything up to the checksum
        4  CRC32 of every byte before it
 
-That is 21 bytes besides the payload for an image up to 127 pixels a side (a 32x32 CIFAR image:
-0.16 bpp), where version 1 spent 51 (0.40 bpp). Patch size, quantiser bits and clip, and the patch
-count follow from the model (whose id covers its quality levels) and the image size.
+That is 25 bytes besides the payload for an image up to 127 pixels a side (a 32x32 CIFAR image:
+0.20 bpp), where version 1 spent 51 (0.40 bpp) on fixed-width fields, a full model id, the patch
+count (which the image size and patch size give) and the payload length (which the file size gives).
 
 Version 1 (read, for files made before) has a fixed 47-byte header::
 
@@ -65,20 +68,20 @@ STORED_MODEL_ID_BYTES = {1: MODEL_ID_BYTES, 2: 8}
 
 _V1_HEADER = struct.Struct("<4sB16sIIBBHBBfII")
 _CRC = struct.Struct("<I")
+_CLIP_F16 = struct.Struct("<e")
 _MAX_VARINT_BYTES = 5
 V1_HEADER_BYTES = _V1_HEADER.size
-# The smallest version-2 file: magic, version, id, two one-byte sizes, two bytes, no payload, CRC.
-MIN_FILE_BYTES = len(MAGIC) + 1 + STORED_MODEL_ID_BYTES[2] + 1 + 1 + 1 + 1 + _CRC.size
+# The smallest version-2 file: magic, version, id, two one-byte sizes, channel and quality bytes,
+# a one-byte patch size, bits, clip, no payload, CRC.
+MIN_FILE_BYTES = len(MAGIC) + 1 + STORED_MODEL_ID_BYTES[2] + 1 + 1 + 2 + 1 + 1 + _CLIP_F16.size + _CRC.size
 
 DEFAULT_MAX_PIXELS = 1 << 28
 MAX_CHANNELS = 4
 MAX_BIT_DEPTH = 16
-MAX_PATCH_SIZE = 4096
+MAX_PATCH_SIZE = 65535  # version 1's u16 field; a signal's patch spans its whole grid
 MAX_QUANT_BITS = 16
-MAX_CLIP_STD = 1e30  # anything that a float32 field can hold with room to spare
-MAX_PAYLOAD_BYTES = (1 << 32) - 1
-# Fields that version 1 stores and version 2 leaves to the model.
-MODEL_FIELDS = ("patch_size", "quant_bits", "clip_std", "num_patches")
+# The clip a version's field can hold: float32 with room to spare, the largest finite float16.
+MAX_CLIP_STD = {1: 1e30, 2: 65504.0}
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -91,6 +94,7 @@ __all__ = [
     "model_id_of",
     "pack",
     "patch_grid",
+    "stored_clip",
     "unpack",
     "write_atomic",
 ]
@@ -101,12 +105,20 @@ def patch_grid(height: int, width: int, patch_size: int) -> tuple[int, int]:
     return -(-height // patch_size), -(-width // patch_size)
 
 
+def stored_clip(clip_std: float, version: int = FORMAT_VERSION) -> float:
+    """``clip_std`` as a file of ``version`` stores it (float32 in version 1, float16 in 2)."""
+    clip = float(clip_std)
+    if not (math.isfinite(clip) and abs(clip) <= MAX_CLIP_STD.get(version, 0.0)):
+        return clip  # out of range: left for validate() to name
+    return float(np.float16(clip) if version >= 2 else np.float32(clip))
+
+
 @dataclass(frozen=True)
 class Header:
     """Everything a decoder needs besides the model and the payload.
 
-    The fields after ``quality_index`` are stored by version 1 only; in a version-2 header they
-    are ``None`` (the model holds them) and the model id is kept as the 8 bytes the file stores.
+    The clip is kept as the file stores it and the model id as its stored prefix (8 bytes in
+    version 2), so that a header compares equal after a round trip.
     """
 
     model_id: bytes
@@ -114,19 +126,14 @@ class Header:
     width: int
     channels: int
     bit_depth: int
+    patch_size: int
     quality_index: int
-    patch_size: int | None = None
-    quant_bits: int | None = None
-    clip_std: float | None = None
-    num_patches: int | None = None
+    quant_bits: int
+    clip_std: float
     version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
-        # Stored as f32 / as an id prefix: normalise now so that a header compares equal after a round trip.
-        if self.clip_std is not None:
-            clip = float(self.clip_std)
-            if math.isfinite(clip) and abs(clip) <= MAX_CLIP_STD:
-                object.__setattr__(self, "clip_std", float(np.float32(clip)))
+        object.__setattr__(self, "clip_std", stored_clip(self.clip_std, self.version))
         stored = STORED_MODEL_ID_BYTES.get(self.version)
         if stored is not None and isinstance(self.model_id, (bytes, bytearray)) and len(self.model_id) > stored:
             object.__setattr__(self, "model_id", bytes(self.model_id[:stored]))
@@ -134,6 +141,11 @@ class Header:
     @property
     def num_pixels(self) -> int:
         return self.height * self.width
+
+    @property
+    def num_patches(self) -> int:
+        rows, columns = patch_grid(self.height, self.width, self.patch_size)
+        return rows * columns
 
     def matches_model(self, model_id: bytes) -> bool:
         """Whether the file was made with the model of this (full, 16-byte) id."""
@@ -158,25 +170,14 @@ class Header:
             raise BitstreamError(f"invalid channel count {self.channels}")
         if not 1 <= self.bit_depth <= MAX_BIT_DEPTH:
             raise BitstreamError(f"invalid source bit depth {self.bit_depth}")
+        if not 1 <= self.patch_size <= MAX_PATCH_SIZE:
+            raise BitstreamError(f"invalid patch size {self.patch_size}")
         if not 0 <= self.quality_index <= 255:
             raise BitstreamError(f"invalid quality index {self.quality_index}")
-        if self.version >= 2:
-            given = [f for f in MODEL_FIELDS if getattr(self, f) is not None]
-            if given:
-                raise BitstreamError(f"format version {self.version} takes {', '.join(given)} from the model")
-            return
-        if self.patch_size is None or not 1 <= self.patch_size <= MAX_PATCH_SIZE:
-            raise BitstreamError(f"invalid patch size {self.patch_size}")
-        if self.quant_bits is None or not 1 <= self.quant_bits <= MAX_QUANT_BITS:
+        if not 1 <= self.quant_bits <= MAX_QUANT_BITS:
             raise BitstreamError(f"invalid quantisation bit count {self.quant_bits}")
-        if self.clip_std is None or not (math.isfinite(self.clip_std) and 0 < self.clip_std <= MAX_CLIP_STD):
+        if not (math.isfinite(self.clip_std) and 0 < self.clip_std <= MAX_CLIP_STD[self.version]):
             raise BitstreamError(f"invalid quantisation clip {self.clip_std}")
-        rows, columns = patch_grid(self.height, self.width, self.patch_size)
-        if self.num_patches != rows * columns:
-            raise BitstreamError(
-                f"patch count {self.num_patches} does not match a {self.height}x{self.width} image "
-                f"in {self.patch_size}-pixel patches ({rows * columns})"
-            )
 
 
 def _versions() -> str:
@@ -206,45 +207,66 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, offset: int, name: str) -> tuple[int, int]:
-    """The value at ``offset`` and the offset after it; refuses overlong and unterminated varints."""
-    value = 0
-    for i in range(_MAX_VARINT_BYTES):
-        if offset + i >= len(data):
-            raise BitstreamError(f"corrupt file: the {name} field runs past the header")
-        byte = data[offset + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            if byte == 0 and i > 0:
-                raise BitstreamError(f"corrupt file: the {name} field is not minimally encoded")
-            return value, offset + i + 1
-    raise BitstreamError(f"corrupt file: the {name} field is longer than {_MAX_VARINT_BYTES} bytes")
+class _Reader:
+    """Fields of a version-2 header, in order; every read names the field that runs short."""
+
+    def __init__(self, body: bytes, offset: int) -> None:
+        self.body, self.offset = body, offset
+
+    def take(self, size: int, name: str) -> bytes:
+        if self.offset + size > len(self.body):
+            raise BitstreamError(f"truncated file: the header ends before the {name}")
+        chunk = self.body[self.offset:self.offset + size]
+        self.offset += size
+        return chunk
+
+    def varint(self, name: str) -> int:
+        value = 0
+        for i in range(_MAX_VARINT_BYTES):
+            (byte,) = self.take(1, name)
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise BitstreamError(f"corrupt file: the {name} is not minimally encoded")
+                return value
+        raise BitstreamError(f"corrupt file: the {name} is longer than {_MAX_VARINT_BYTES} bytes")
 
 
-def _head(header: Header, payload_length: int) -> bytes:
-    if header.version == 1:
-        return _V1_HEADER.pack(
-            MAGIC, 1, bytes(header.model_id), header.height, header.width, header.channels,
-            header.bit_depth, header.patch_size, header.quality_index, header.quant_bits,
-            header.clip_std, header.num_patches, payload_length,
-        )
+def _head(header: Header) -> bytes:
+    """Version 2's header (version 1's is written by :func:`_head_v1`, which needs the payload length)."""
     return b"".join([
         MAGIC, bytes([header.version]), bytes(header.model_id), _varint(header.height), _varint(header.width),
         bytes([(header.channels - 1) << 4 | (header.bit_depth - 1), header.quality_index]),
+        _varint(header.patch_size), bytes([header.quant_bits - 1]), _CLIP_F16.pack(header.clip_std),
     ])
+
+
+def _head_v1(header: Header, payload_length: int) -> bytes:
+    return _V1_HEADER.pack(
+        MAGIC, 1, bytes(header.model_id), header.height, header.width, header.channels, header.bit_depth,
+        header.patch_size, header.quality_index, header.quant_bits, header.clip_std, header.num_patches,
+        payload_length,
+    )
 
 
 def container_bytes(header: Header) -> int:
     """Bytes a file with ``header`` spends besides its payload (header and checksum), for rate reporting."""
-    return len(_head(header, 0)) + _CRC.size
+    head = _head_v1(header, 0) if header.version == 1 else _head(header)
+    return len(head) + _CRC.size
 
 
 def pack(header: Header, payload: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """The complete file for ``header`` and ``payload`` (the header is validated first)."""
     header.validate(max_pixels)
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise BitstreamError(f"payload of {len(payload)} bytes is too large for the format")
-    body = _head(header, len(payload)) + bytes(payload)
+    if header.version == 1:
+        if len(payload) >= 1 << 32:
+            raise BitstreamError(f"payload of {len(payload)} bytes is too large for format version 1")
+        if header.num_patches >= 1 << 32:
+            raise BitstreamError(f"{header.num_patches} patches are too many for format version 1")
+        head = _head_v1(header, len(payload))
+    else:
+        head = _head(header)
+    body = head + bytes(payload)
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -287,20 +309,22 @@ def _unpack_v2(data: bytes) -> tuple[Header, bytes]:
     body_end = len(data) - _CRC.size
     # The checksum comes first: a corrupt file gets one clear message, not whichever field broke.
     _check_crc(data, body_end)
-    body = data[:body_end]
-    offset = len(MAGIC) + 1
-    model_id = body[offset:offset + STORED_MODEL_ID_BYTES[2]]
-    offset += len(model_id)
-    height, offset = _read_varint(body, offset, "height")
-    width, offset = _read_varint(body, offset, "width")
-    if offset + 2 > len(body):
-        raise BitstreamError("truncated file: the header ends before the quality index")
-    packed, quality_index = body[offset], body[offset + 1]
+    read = _Reader(data[:body_end], len(MAGIC) + 1)
+    model_id = read.take(STORED_MODEL_ID_BYTES[2], "model id")
+    height, width = read.varint("image height"), read.varint("image width")
+    (packed,) = read.take(1, "channel count")
     if packed >> 6:
         raise BitstreamError(f"corrupt file: reserved bits set in the channel byte ({packed:#04x})")
+    (quality_index,) = read.take(1, "quality index")
+    patch_size = read.varint("patch size")
+    (bits,) = read.take(1, "quantisation bits")
+    if bits >> 4:
+        raise BitstreamError(f"corrupt file: reserved bits set in the quantisation byte ({bits:#04x})")
+    (clip_std,) = _CLIP_F16.unpack(read.take(_CLIP_F16.size, "quantisation clip"))
     header = Header(model_id=model_id, height=height, width=width, channels=(packed >> 4) + 1,
-                    bit_depth=(packed & 0x0F) + 1, quality_index=quality_index, version=2)
-    return header, body[offset + 2:]
+                    bit_depth=(packed & 0x0F) + 1, patch_size=patch_size, quality_index=quality_index,
+                    quant_bits=bits + 1, clip_std=clip_std, version=2)
+    return header, data[read.offset:body_end]
 
 
 def _unpack_v1(data: bytes) -> tuple[Header, bytes]:
@@ -321,6 +345,14 @@ def _unpack_v1(data: bytes) -> tuple[Header, bytes]:
     body_end = V1_HEADER_BYTES + payload_length
     _check_crc(data, body_end)
     header = Header(model_id=model_id, height=height, width=width, channels=channels, bit_depth=bit_depth,
-                    quality_index=quality_index, patch_size=patch_size, quant_bits=quant_bits,
-                    clip_std=clip_std, num_patches=num_patches, version=version)
+                    patch_size=patch_size, quality_index=quality_index, quant_bits=quant_bits,
+                    clip_std=clip_std, version=version)
+    # The stored count must be the one the size gives (where the fields allow computing it at all;
+    # validate() names the field otherwise).
+    computable = height >= 1 and width >= 1 and 1 <= patch_size <= MAX_PATCH_SIZE
+    if computable and num_patches != header.num_patches:
+        raise BitstreamError(
+            f"patch count {num_patches} does not match a {height}x{width} image "
+            f"in {patch_size}-pixel patches ({header.num_patches})"
+        )
     return header, data[V1_HEADER_BYTES:body_end]

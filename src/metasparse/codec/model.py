@@ -9,8 +9,8 @@ Encoding an image (MSCN Section 5.3, COIN++ before it):
    patches, so positions are never sent);
 3. quantise the kept shifts (training-set mean/std, clipped to ±R std, ``b`` bits) and range-code
    them with a per-modulation frequency model fitted on the training set;
-4. write the container of :mod:`.bitstream`: header (model id prefix, image size, channels, bit
-   depth, quality), payload, CRC32; the rest of the decoder's settings are the model's.
+4. write the container of :mod:`.bitstream`: header (model id, image size, patch size, quality,
+   quantiser settings), payload, CRC32.
 
 Decoding runs the network once per patch with the dequantised shifts. bpp is always
 ``8 * file size / pixels`` with the header included.
@@ -49,7 +49,7 @@ from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, Mo
 from ..meta.fit import FitConfig, fit_signals, psnr_from_mse
 from ..models.siren import build_model
 from ..problems_registry import build_problem
-from .bitstream import MAX_PATCH_SIZE, Header, model_id_of, pack, patch_grid, unpack
+from .bitstream import MAX_PATCH_SIZE, Header, model_id_of, pack, patch_grid, stored_clip, unpack
 from .entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
 from .quantize import Quantizer, fit_quantizer
 
@@ -238,7 +238,7 @@ class ModulationCodec:
     def _decode_symbols(self, header: Header, payload: bytes) -> torch.Tensor:
         """Signals ``(num_patches, P, C)`` in [0, 1] from a verified header and its payload."""
         level = self._check_header(header)
-        patches = self._patch_count(header)
+        patches = header.num_patches
         # The model bounds how few bits any patch can take: a short payload announcing many
         # patches is refused before anything of that size is allocated.
         if 8 * len(payload) + 64 < 0.99 * patches * _min_bits_per_patch(level):
@@ -251,19 +251,13 @@ class ModulationCodec:
         self._check_header(header)
         return header
 
-    def _patch_count(self, header: Header) -> int:
-        raise NotImplementedError
-
     def _check_header(self, header: Header) -> QualityLevel:
         if not header.quality_index < self.num_qualities:
             raise BitstreamError(f"quality index {header.quality_index} does not exist in this model")
         level = self.levels[header.quality_index]
-        # Version-1 files also carry the settings the model implies: they must agree with it.
-        if header.version == 1 and (header.quant_bits != level.quantizer.bits
-                                    or header.clip_std != level.quantizer.clip_std):
+        if (header.quant_bits != level.quantizer.bits
+                or header.clip_std != stored_clip(level.quantizer.clip_std, header.version)):
             raise BitstreamError("quantisation settings in the file do not match the model's quality level")
-        if header.version == 1 and header.num_patches != self._patch_count(header):
-            raise BitstreamError(f"the file's patch count {header.num_patches} does not match this model")
         return level
 
     # -- persistence ----------------------------------------------------------------------------
@@ -348,7 +342,8 @@ class ImageCodec(ModulationCodec):
         for (rgb, channels), (_, grid, _), count in zip(prepared, cut, counts):
             sym = symbols[start:start + count]
             header = Header(model_id=self.model_id, height=rgb.shape[0], width=rgb.shape[1], channels=channels,
-                            bit_depth=8, quality_index=quality - 1)
+                            bit_depth=8, patch_size=self.patch_size, quality_index=quality - 1,
+                            quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std)
             payload = encode(sym.numpy(), level.symbol_model)
             data = pack(header, payload)
             image = self._assemble(decoded[start:start + count], grid, rgb.shape[:2], channels)
@@ -369,12 +364,8 @@ class ImageCodec(ModulationCodec):
             image = image.mean(dim=2, keepdim=True)
         return np.floor(image.numpy().astype(np.float64) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
 
-    def _patch_count(self, header: Header) -> int:
-        rows, columns = patch_grid(header.height, header.width, self.patch_size)
-        return rows * columns
-
     def _check_header(self, header: Header) -> QualityLevel:
-        if header.version == 1 and header.patch_size != self.patch_size:
+        if header.patch_size != self.patch_size:
             raise BitstreamError(f"patch size {header.patch_size} does not match the model's {self.patch_size}")
         if header.channels not in (1, 3):
             raise BitstreamError(f"unsupported channel count {header.channels}")
@@ -393,7 +384,7 @@ class SignalCodec(ModulationCodec):
 
     The container is the image codec's: a signal is one patch covering its grid, whose first
     dimension is stored as the height and the product of the others as the width (a 32^3 voxel
-    grid: 32 x 1,024, a 22-byte container); the decoder checks both against the model's grid.
+    grid: 32 x 1,024, a 27-byte container); the decoder checks both against the model's grid.
     """
 
     kind = SIGNAL_CODEC_KIND
@@ -417,6 +408,10 @@ class SignalCodec(ModulationCodec):
             raise ModelError(f"invalid value scale {scale!r}")
         self.modality = config.data.modality
         super().__init__(config, meta, levels, encoder, coords.reshape(-1, coords.shape[-1]), info)
+        height, width = self._stored_size()
+        if max(height, width) > MAX_PATCH_SIZE:
+            raise ModelError(f"a grid of {self.grid_shape} is too large for the container (at most "
+                             f"{MAX_PATCH_SIZE:,} along the first axis and in the product of the others)")
 
     def _stored_size(self) -> tuple[int, int]:
         return self.grid_shape[0], int(np.prod(self.grid_shape[1:], dtype=np.int64)) if len(self.grid_shape) > 1 else 1
@@ -434,12 +429,10 @@ class SignalCodec(ModulationCodec):
 
     def header_for(self, quality: int) -> Header:
         height, width = self._stored_size()
-        self.level(quality)
+        level = self.level(quality)
         return Header(model_id=self.model_id, height=height, width=width, channels=self.channels,
-                      bit_depth=SIGNAL_BIT_DEPTH, quality_index=quality - 1)
-
-    def _patch_count(self, header: Header) -> int:
-        return 1  # the whole grid is one signal
+                      bit_depth=SIGNAL_BIT_DEPTH, patch_size=max(height, width), quality_index=quality - 1,
+                      quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std)
 
     def compress_signals(self, signals, quality: int | None = None) -> list[CompressedSignal]:
         """Compress a ``SignalSet`` on this codec's grid (one file's bytes per signal)."""
@@ -470,9 +463,8 @@ class SignalCodec(ModulationCodec):
 
     def _check_header(self, header: Header) -> QualityLevel:
         expected = self.header_for(1)
-        fields = ("height", "width", "channels", "bit_depth")
-        v1_grid = header.version != 1 or header.patch_size == max(expected.height, expected.width)
-        if any(getattr(header, f) != getattr(expected, f) for f in fields) or not v1_grid:
+        fields = ("height", "width", "channels", "bit_depth", "patch_size")
+        if any(getattr(header, f) != getattr(expected, f) for f in fields):
             raise BitstreamError(f"the file holds a {header.height}x{header.width} signal with {header.channels} "
                                  f"channel(s), not one on this model's {self.grid_shape} grid")
         return super()._check_header(header)
