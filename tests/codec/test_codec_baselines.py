@@ -89,6 +89,16 @@ def test_jpeg2000_hits_the_requested_bits_per_pixel() -> None:
         assert num_bytes * 8 / (96 * 96) == pytest.approx(target, rel=0.25)
 
 
+def test_jpeg2000_is_a_bare_codestream_without_jp2_boxes(monkeypatch) -> None:
+    from PIL import Image
+
+    written = []
+    save = Image.Image.save
+    monkeypatch.setattr(Image.Image, "save", lambda im, fp, *a, **k: (save(im, fp, *a, **k), written.append(fp))[0])
+    encode_decode("jpeg2000", _test_image(32, 32, seed=3), 0.1)
+    assert written[0].getvalue()[:4] == b"\xff\x4f\xff\x51"  # SOC and SIZ markers, not a JP2 signature box
+
+
 @pytest.mark.parametrize("name", ["jpeg", "avif", "hevc"])
 def test_full_chroma_resolution_can_be_requested(name: str) -> None:
     if name not in AVAILABLE:

@@ -6,7 +6,8 @@ Codecs and what ``quality`` means for each:
 name       library                          quality
 ========== ================================ ====================================================
 jpeg       Pillow (libjpeg)                 libjpeg quality 1..100; Huffman tables optimised
-jpeg2000   Pillow (OpenJPEG)                target bits per pixel (9/7 wavelet, colour transform)
+jpeg2000   Pillow (OpenJPEG)                target bits per pixel (9/7 wavelet, colour transform,
+                                            raw codestream: no JP2 boxes)
 webp       Pillow (libwebp)                 quality 0..100, slowest/best method (6)
 avif       Pillow (libavif)                 quality 0..100 at the library's default speed
 hevc       pillow-heif (x265, optional)     quality 0..100 (HEIF container, HEVC intra)
@@ -16,8 +17,10 @@ jpegxl     imagecodecs (libjxl, optional)   libjxl quality 0..99 (100 would be l
 Images are ``uint8`` arrays ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``. Chroma subsampling is
 each codec's default (4:2:0) unless ``chroma_subsampling="4:4:4"`` is asked for, which JPEG,
 AVIF and HEVC support; WebP is always 4:2:0, and JPEG 2000 and JPEG XL do not subsample.
-The byte counts include each format's own headers (JFIF, JP2, RIFF, ISOBMFF boxes), as a
-file on disk would; on tiny images these dominate.
+The byte counts include each format's own headers (JFIF, the JPEG 2000 codestream's markers,
+RIFF, ISOBMFF boxes), as a file on disk would; on tiny images these dominate. JPEG 2000 is
+written as a bare codestream (``.j2k``), which is valid on its own: the JP2 wrapper would add
+about 85 bytes that carry no image data (2.1 instead of 1.4 bpp at best on a 32x32 image).
 
 ``hevc`` and ``jpegxl`` need the optional packages ``pillow-heif`` and ``imagecodecs``
 (``pip install 'metasparse[baselines]'``); :func:`unavailable_codecs` says why a codec is
@@ -163,6 +166,7 @@ def _jpeg2000(image: np.ndarray, bits_per_pixel: float, chroma_subsampling: str)
         quality_layers=[compression_ratio],
         irreversible=True,  # the lossy 9/7 wavelet; the reversible 5/3 is for lossless coding
         mct=1 if channels == 3 else 0,  # RGB -> YCbCr before the wavelet, as in every lossy use
+        no_jp2=True,
     )
 
 
