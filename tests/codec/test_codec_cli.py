@@ -51,6 +51,16 @@ def test_compress_then_decompress_reports_and_round_trips(workspace, capsys) -> 
     assert np.asarray(Image.open(workspace / "d" / "grey.png")).shape == (30, 40)
 
 
+def test_info_shows_the_header_without_decoding(workspace, capsys) -> None:
+    model = str(workspace / "codec.safetensors")
+    main(["compress", str(workspace / "photos" / "p0.png"), "-o", str(workspace / "info.mspz"), "-m", model, "-q", "2"])
+    capsys.readouterr()
+    main(["info", str(workspace / "info.mspz"), "-m", model])
+    text = capsys.readouterr().out
+    assert "format 2, 40x30" in text and "quality 2" in text and "25 container" in text
+    assert text.rstrip().endswith("made with this model") and "NOT" not in text
+
+
 def test_rd_writes_tables_and_plot(workspace) -> None:
     out = workspace / "rd"
     main(["rd", "--data", str(workspace / "photos"), "-m", str(workspace / "codec.safetensors"), "--codecs", "jpeg",

@@ -214,6 +214,29 @@ def register(app: typer.Typer) -> None:
                 line += f"  PSNR {psnr(ref, image):.2f} dB"
             out.print(line, markup=False, highlight=False)
 
+    @app.command()
+    def info(
+        files: list[Path] = typer.Argument(..., help=f"{EXTENSION} files"),
+        model: str | None = typer.Option(None, "--model", "-m", help="also say whether each file was made with this model"),
+    ) -> None:
+        """Show what a .mspz file holds (format, size, quality, rate) without decoding it."""
+        from .bitstream import container_bytes, unpack
+
+        codec = load_codec(model) if model is not None else None
+        for source in files:
+            _check_compressed_file(source)
+            data = source.read_bytes()
+            header, payload = unpack(data)
+            line = (f"{source.name}: format {header.version}, {header.width}x{header.height}, "
+                    f"{header.channels} channel(s), {header.bit_depth}-bit source, {header.patch_size}-pixel patches "
+                    f"({header.num_patches:,}), quality {header.quality_index + 1}, {header.quant_bits}-bit shifts "
+                    f"clipped at ±{header.clip_std:g} std; {len(data):,} bytes = {container_bytes(header)} container "
+                    f"+ {len(payload):,} payload, {8 * len(data) / header.num_pixels:.3f} bpp; "
+                    f"model {header.model_id.hex()}")
+            if codec is not None:
+                line += ": made with this model" if header.matches_model(codec.model_id) else ": NOT made with this model"
+            out.print(line, markup=False, highlight=False)
+
     @app.command("codec-build")
     def codec_build(
         network: Path = typer.Argument(..., help="a trained mscn-modulations model (model.safetensors or its run dir)"),
