@@ -104,8 +104,20 @@ def test_the_clip_is_stored_as_float16_in_version_2_and_float32_in_version_1() -
 
 def test_sizes_that_need_every_varint_byte_round_trip() -> None:
     for height, width in [(1, 1), (127, 128), (16383, 16384), ((1 << 32) - 1, 1)]:
-        header = _header(height=height, width=width, channels=1, bit_depth=16, patch_size=min(height, 4096))
+        header = _header(height=height, width=width, channels=1, bit_depth=16, patch_size=min(height, width, 4096))
         assert unpack(pack(header, b"x", max_pixels=1 << 40), max_pixels=1 << 40)[0] == header
+
+
+def test_clips_that_float16_cannot_hold_are_named_with_their_value() -> None:
+    for clip in (1e5, 1e-8):
+        with pytest.raises(BitstreamError, match=f"invalid quantisation clip {clip} .*float16"):
+            pack(_header(clip_std=clip), b"")
+
+
+def test_a_thin_image_in_large_patches_cannot_announce_far_more_padded_pixels_than_the_limit() -> None:
+    with pytest.raises(BitstreamError, match="padded pixels"):
+        pack(_header(height=1 << 28, width=1, patch_size=8), b"")
+    assert unpack(pack(_header(height=100_000, width=1, patch_size=32), b""))[0].num_patches == 3125
 
 
 def test_the_file_keeps_an_8_byte_prefix_of_the_model_id() -> None:

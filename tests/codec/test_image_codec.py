@@ -236,6 +236,17 @@ def test_bit_choice_takes_the_fewest_bits_within_the_loss_and_above_the_previous
         _choose_bits(iter([]), 20.0, 0.5, 0.0)
 
 
+def test_a_clip_the_file_format_cannot_hold_is_refused_when_the_codec_is_made() -> None:
+    config = RunConfig(model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0),
+                       problem=ProblemConfig(kind="mscn-modulations"))
+    meta = build_problem(config, None).init_meta(torch.Generator().manual_seed(0))
+    patches = torch.zeros((4, PATCH, PATCH, 3), dtype=torch.uint8)
+    for clip in (1e5, 1e-8):
+        with pytest.raises(ModelError, match="float16"):
+            build_codec(config, meta, patches, [4], FitConfig(steps=1, optimizer="inner"), clip_std=clip,
+                        patch_size=PATCH)
+
+
 def test_budgets_must_increase() -> None:
     config = RunConfig(model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0),
                        problem=ProblemConfig(kind="mscn-modulations"))
@@ -243,3 +254,5 @@ def test_budgets_must_increase() -> None:
     patches = torch.zeros((4, PATCH, PATCH, 3), dtype=torch.uint8)
     with pytest.raises(ConfigError, match="increase"):
         build_codec(config, meta, patches, [16, 4], FitConfig(steps=1, optimizer="inner"), patch_size=PATCH)
+    with pytest.raises(ConfigError, match="no budgets"):
+        build_codec(config, meta, patches, [], FitConfig(steps=1, optimizer="inner"), patch_size=PATCH)

@@ -90,6 +90,7 @@ __all__ = [
     "MODEL_ID_BYTES",
     "READABLE_VERSIONS",
     "Header",
+    "clip_fits",
     "container_bytes",
     "model_id_of",
     "pack",
@@ -106,11 +107,24 @@ def patch_grid(height: int, width: int, patch_size: int) -> tuple[int, int]:
 
 
 def stored_clip(clip_std: float, version: int = FORMAT_VERSION) -> float:
-    """``clip_std`` as a file of ``version`` stores it (float32 in version 1, float16 in 2)."""
+    """``clip_std`` as a file of ``version`` stores it (float32 in version 1, float16 in 2).
+
+    A value the field cannot hold as a positive finite number (beyond 65504 or below 6e-8 for
+    float16) comes back unchanged, for :meth:`Header.validate` to name.
+    """
     clip = float(clip_std)
-    if not (math.isfinite(clip) and abs(clip) <= MAX_CLIP_STD.get(version, 0.0)):
-        return clip  # out of range: left for validate() to name
-    return float(np.float16(clip) if version >= 2 else np.float32(clip))
+    if not (math.isfinite(clip) and 0 < clip <= MAX_CLIP_STD.get(version, 0.0)):
+        return clip
+    stored = float(np.float16(clip) if version >= 2 else np.float32(clip))
+    return stored if stored > 0 else clip
+
+
+def clip_fits(clip_std: float, version: int = FORMAT_VERSION) -> bool:
+    """Whether a file of ``version`` can store ``clip_std`` as a positive finite number."""
+    clip = float(clip_std)
+    if not (math.isfinite(clip) and 0 < clip <= MAX_CLIP_STD.get(version, 0.0)):
+        return False
+    return float(np.float16(clip) if version >= 2 else np.float32(clip)) > 0
 
 
 @dataclass(frozen=True)
@@ -176,8 +190,18 @@ class Header:
             raise BitstreamError(f"invalid quality index {self.quality_index}")
         if not 1 <= self.quant_bits <= MAX_QUANT_BITS:
             raise BitstreamError(f"invalid quantisation bit count {self.quant_bits}")
-        if not (math.isfinite(self.clip_std) and 0 < self.clip_std <= MAX_CLIP_STD[self.version]):
-            raise BitstreamError(f"invalid quantisation clip {self.clip_std}")
+        if not clip_fits(self.clip_std, self.version):
+            kind = "float16" if self.version >= 2 else "float32"
+            raise BitstreamError(f"invalid quantisation clip {self.clip_std} (format version {self.version} "
+                                 f"stores a positive {kind} up to {MAX_CLIP_STD[self.version]:g})")
+        # The decoder renders whole patches: a thin image in large patches must not decode to far
+        # more padded pixels than the limit allows.
+        padded = self.num_patches * self.patch_size**2
+        if padded > 2 * max(max_pixels, self.num_pixels):
+            raise BitstreamError(
+                f"image of {self.height}x{self.width} pixels in {self.patch_size}-pixel patches decodes "
+                f"{padded:,} padded pixels, over the limit"
+            )
 
 
 def _versions() -> str:

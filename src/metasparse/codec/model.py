@@ -49,7 +49,7 @@ from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, Mo
 from ..meta.fit import FitConfig, fit_signals, psnr_from_mse
 from ..models.siren import build_model
 from ..problems_registry import build_problem
-from .bitstream import MAX_PATCH_SIZE, Header, model_id_of, pack, patch_grid, stored_clip, unpack
+from .bitstream import MAX_PATCH_SIZE, Header, clip_fits, model_id_of, pack, patch_grid, stored_clip, unpack
 from .entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
 from .quantize import Quantizer, fit_quantizer
 
@@ -141,6 +141,9 @@ class ModulationCodec:
         self.channels = config.model.out_dim
         self.num_modulations = build_model(config.model).num_modulations
         for i, level in enumerate(self.levels):
+            if not clip_fits(level.quantizer.clip_std):
+                raise ModelError(f"quality {i + 1}: a clip of {level.quantizer.clip_std:g} std cannot be stored in "
+                                 f"the file format (a positive float16, 6e-08 to 65504)")
             if not 1 <= level.budget <= self.num_modulations:
                 raise ModelError(f"quality {i + 1}: budget {level.budget} outside [1, {self.num_modulations}]")
             if level.symbol_model.num_symbols != level.quantizer.num_symbols:
@@ -599,7 +602,9 @@ def build_signal_codec(
 
 def _check_budgets(config: RunConfig, budgets: Sequence[int]) -> None:
     num_modulations = build_problem(config, None).model.num_modulations
-    if not budgets or any(a >= b for a, b in itertools.pairwise(budgets)):
+    if not budgets:
+        raise ConfigError("no budgets given: name the modulations per patch of each quality, e.g. 16,32,64")
+    if any(a >= b for a, b in itertools.pairwise(budgets)):
         raise ConfigError(f"budgets must increase from one quality to the next, got {list(budgets)}")
     for b in budgets:
         if not 1 <= b <= num_modulations:
@@ -635,7 +640,7 @@ def _choose_bits(candidates: Iterable[_BitsCandidate], exact_psnr: float, max_lo
 
 def _fit_levels(codec: ModulationCodec, targets: torch.Tensor, budgets, bits_choices, clip_std,
                 max_quantization_loss_db, values_per_signal: int, unit: str, log) -> list[QualityLevel]:
-    levels, previous_rate, previous_psnr = [], 0.0, -math.inf
+    levels, previous_rate, previous_psnr, previous_budget = [], 0.0, -math.inf, None
     for budget in budgets:
         t0 = time.perf_counter()
         code = codec.fit_patches(targets, budget)
@@ -658,9 +663,10 @@ def _fit_levels(codec: ModulationCodec, targets: torch.Tensor, budgets, bits_cho
         log(f"budget {budget}: {chosen.quantizer.bits} bits, train PSNR {exact:.2f} dB → {chosen.psnr:.2f} dB "
             f"quantised, ~{chosen.bits_per_signal / values_per_signal:.3f} {unit} ({time.perf_counter() - t0:.0f} s)")
         if chosen.bits_per_signal <= previous_rate:
-            log(f"warning: budget {budget} is no larger than the budget below it, even at {chosen.quantizer.bits} bits")
+            log(f"warning: budget {budget} costs no more bits per signal ({chosen.bits_per_signal:.1f}) than budget "
+                f"{previous_budget} ({previous_rate:.1f}), even at {chosen.quantizer.bits} bits")
         elif chosen.psnr <= previous_psnr:
-            log(f"note: budget {budget} costs more than the budget below it for no gain on the training signals "
-                f"({chosen.psnr:.2f} dB ≤ {previous_psnr:.2f} dB): this network saturates there")
-        previous_rate, previous_psnr = chosen.bits_per_signal, chosen.psnr
+            log(f"note: budget {budget} costs more than budget {previous_budget} for no gain on the training "
+                f"signals ({chosen.psnr:.2f} dB ≤ {previous_psnr:.2f} dB): this network saturates there")
+        previous_rate, previous_psnr, previous_budget = chosen.bits_per_signal, chosen.psnr, budget
     return levels
