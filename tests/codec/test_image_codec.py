@@ -212,7 +212,7 @@ def test_header_rejects_zero_sized_images() -> None:
 def _candidate(bits: int, psnr: float, rate: float):
     from metasparse.codec.model import _BitsCandidate
 
-    return _BitsCandidate(quantizer=bits, symbols=None, model=None, psnr=psnr, bits_per_signal=rate)
+    return _BitsCandidate(quantizer=bits, model=None, psnr=psnr, bits_per_signal=rate)
 
 
 def test_bit_choice_takes_the_fewest_bits_within_the_loss_and_above_the_previous_rate() -> None:

@@ -106,25 +106,27 @@ def patch_grid(height: int, width: int, patch_size: int) -> tuple[int, int]:
     return -(-height // patch_size), -(-width // patch_size)
 
 
-def stored_clip(clip_std: float, version: int = FORMAT_VERSION) -> float:
-    """``clip_std`` as a file of ``version`` stores it (float32 in version 1, float16 in 2).
-
-    A value the field cannot hold as a positive finite number (beyond 65504 or below 6e-8 for
-    float16) comes back unchanged, for :meth:`Header.validate` to name.
-    """
+def _rounded_clip(clip_std: float, version: int) -> float | None:
+    """``clip_std`` rounded to the field of ``version`` (float32 in version 1, float16 in 2), or
+    ``None`` where the field cannot hold it as a positive finite number (for float16: beyond 65504
+    or below 6e-8)."""
     clip = float(clip_std)
     if not (math.isfinite(clip) and 0 < clip <= MAX_CLIP_STD.get(version, 0.0)):
-        return clip
+        return None
     stored = float(np.float16(clip) if version >= 2 else np.float32(clip))
-    return stored if stored > 0 else clip
+    return stored if stored > 0 else None
+
+
+def stored_clip(clip_std: float, version: int = FORMAT_VERSION) -> float:
+    """``clip_std`` as a file of ``version`` stores it; a value the field cannot hold comes back
+    unchanged, for :meth:`Header.validate` to name."""
+    stored = _rounded_clip(clip_std, version)
+    return float(clip_std) if stored is None else stored
 
 
 def clip_fits(clip_std: float, version: int = FORMAT_VERSION) -> bool:
     """Whether a file of ``version`` can store ``clip_std`` as a positive finite number."""
-    clip = float(clip_std)
-    if not (math.isfinite(clip) and 0 < clip <= MAX_CLIP_STD.get(version, 0.0)):
-        return False
-    return float(np.float16(clip) if version >= 2 else np.float32(clip)) > 0
+    return _rounded_clip(clip_std, version) is not None
 
 
 @dataclass(frozen=True)

@@ -617,7 +617,6 @@ def _placeholder_levels(budgets: Sequence[int], clip_std: float) -> list[Quality
 
 class _BitsCandidate(NamedTuple):
     quantizer: Quantizer
-    symbols: torch.Tensor
     model: SymbolModel
     psnr: float  # after quantisation, on the training signals
     bits_per_signal: float  # the symbol model's ideal code length
@@ -655,7 +654,7 @@ def _fit_levels(codec: ModulationCodec, targets: torch.Tensor, budgets, bits_cho
                 trial = QualityLevel(budget, quantizer, _uniform_model(quantizer.num_symbols))
                 recon = codec.render(codec._dequantized_code(symbols, trial), budget)
                 model = fit_symbol_model(symbols.numpy(), quantizer.num_symbols, per_position=True)
-                yield _BitsCandidate(quantizer, symbols, model, psnr_from_mse(((recon - targets) ** 2).mean()).item(),
+                yield _BitsCandidate(quantizer, model, psnr_from_mse(((recon - targets) ** 2).mean()).item(),
                                      estimated_bits(symbols.numpy(), model) / symbols.shape[0])
 
         chosen = _choose_bits(candidates(), exact, max_quantization_loss_db, previous_rate)
