@@ -285,17 +285,15 @@ for _module in ("metasparse.bench", "metasparse.experiments.cli", "metasparse.co
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
-
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         console.print("aborted")
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except typer.TyperException as e:  # usage errors (exit 2) and the other errors typer reports itself
+        e.show() if hasattr(e, "show") else console.print(f"error: {e.format_message()}", markup=False)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console.print("interrupted (the last checkpoint is kept; re-run the command to resume)")
