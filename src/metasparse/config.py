@@ -4,20 +4,31 @@
 training, evaluation). Presets are named ``RunConfig`` instances (``metasparse.presets``);
 ``--set section.field=value`` overrides are parsed against the field types, so a typo is an error
 rather than a silently ignored key.
+
+Every field has a set of allowed values (``ALLOWED`` below, or the ``Literal`` of its type), and
+:meth:`RunConfig.validate` checks all of them, plus the combinations that would otherwise be
+silently ignored, before any work: :func:`apply_overrides`, :meth:`RunConfig.from_dict` and the
+trainer call it, so ``meta.algorithm=fomal`` is refused at once rather than trained as MAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ConfigError
 from .meta.engine import MetaConfig
 from .meta.fit import FitConfig
 from .models.siren import ModelConfig
+
+# The only problem kind whose weights the trainer prunes (Meta-SparseINR's Algorithm 1).
+PRUNABLE_KINDS = ("weights",)
 
 
 @dataclass(frozen=True)
@@ -46,14 +57,13 @@ class ProblemConfig:
 class DataConfig:
     """Where signals come from. ``path``: a folder, file, ``.npz``, or ``samples`` (the photos that
     scikit-image ships). ``patch``: train on random ``patch`` x ``patch`` crops instead of whole
-    images (``patches_per_epoch`` of them, redrawn from ``seed``)."""
+    images (a fresh draw for every batch, from the run's seed)."""
 
     path: str = "samples"
     transform: str | None = None
     split: str | None = None
     limit: int | None = None
     patch: int | None = None
-    patches_per_epoch: int = 4096
     modality: str = "image"
 
 
@@ -65,7 +75,7 @@ class PruneConfig:
     rounds: int = 0
     fraction: float = 0.2
     steps_per_round: int = 0
-    method: str = "magnitude"  # "magnitude" | "random"
+    method: Literal["magnitude", "random"] = "magnitude"
 
 
 @dataclass(frozen=True)
@@ -75,8 +85,13 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 50
     checkpoint_every: int = 500
-    val_every: int = 0
-    val_signals: int = 8
+
+
+# Fields that nothing read and were removed; config files written before still load (they are skipped).
+REMOVED_FIELDS: dict[type, frozenset[str]] = {
+    DataConfig: frozenset({"patches_per_epoch"}),
+    TrainConfig: frozenset({"val_every", "val_signals"}),
+}
 
 
 @dataclass(frozen=True)
@@ -100,76 +115,342 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        return _from_dict(cls, d)
+        """A config from its JSON form, validated; fields removed since it was written are skipped."""
+        return _from_dict(cls, d, "").validate()
+
+    def validate(self) -> RunConfig:
+        """Raise ``ConfigError`` (one line: the field, its value, what is allowed) or return ``self``."""
+        validate_section(self)
+        _check_combinations(self)
+        return self
 
 
-def _from_dict(cls, d: dict[str, Any]):
-    if not isinstance(d, dict):
-        raise ConfigError(f"expected a mapping for {cls.__name__}, got {type(d).__name__}")
+# ------------------------------------------------------------------------------ allowed values
+
+
+_UNION_TYPES = (typing.Union, types.UnionType)
+
+
+def _shown(value) -> str:
+    """A value as the user writes it in ``--set`` and config.json (JSON)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _invalid(path: str, value, expected: str) -> ConfigError:
+    return ConfigError(f"invalid {path} = {_shown(value)}: expected {expected}")
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The values a field accepts; the error message shows ``description`` (a registry's choices are
+    read when the message is made, so that kinds registered by extensions are listed)."""
+
+    describe: str | Callable[[], str]
+    accepts: Callable[[Any], bool]
+
+    @property
+    def description(self) -> str:
+        return self.describe if isinstance(self.describe, str) else self.describe()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def count(minimum: int) -> Allowed:
+    return Allowed(f"an integer >= {minimum}", lambda v: _is_int(v) and v >= minimum)
+
+
+def one_of(*choices) -> Allowed:
+    return Allowed("one of " + ", ".join(_shown(c) for c in choices),
+                   lambda v: any(v == c and type(v) is type(c) for c in choices))
+
+
+def optional(rule: Allowed) -> Allowed:
+    return Allowed(f"null or {rule.description}", lambda v: v is None or rule.accepts(v))
+
+
+def each(rule: Allowed) -> Allowed:
+    return Allowed(f"a list, each item {rule.description}",
+                   lambda v: isinstance(v, (tuple, list)) and all(rule.accepts(x) for x in v))
+
+
+def ordered_pair(rule: Allowed) -> Allowed:
+    return Allowed(f"[low, high] with low <= high, each {rule.description}",
+                   lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and all(rule.accepts(x) for x in v)
+                   and v[0] <= v[1])
+
+
+FLAG = Allowed("true or false", lambda v: isinstance(v, bool))
+TEXT = Allowed("a string", lambda v: isinstance(v, str))
+NAME = Allowed("a non-empty string", lambda v: isinstance(v, str) and v.strip() != "")
+FINITE = Allowed("a finite number", _is_number)
+POSITIVE = Allowed("a finite number > 0", lambda v: _is_number(v) and v > 0)
+NON_NEGATIVE = Allowed("a finite number >= 0", lambda v: _is_number(v) and v >= 0)
+OPEN_UNIT = Allowed("a number strictly between 0 and 1", lambda v: _is_number(v) and 0 < v < 1)
+DECAY = Allowed("a number >= 0 and < 1", lambda v: _is_number(v) and 0 <= v < 1)
+GROUP_MULTIPLIER = Allowed(
+    "a [group name, finite number > 0] pair",
+    lambda v: isinstance(v, (tuple, list)) and len(v) == 2 and NAME.accepts(v[0]) and POSITIVE.accepts(v[1]),
+)
+
+
+def _device_name(value) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value == "auto":
+        return True
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def _problem_kinds() -> list[str]:
+    from .problems_registry import available_problems  # imports this module: only once it is loaded
+
+    return available_problems()
+
+
+def _modalities() -> list[str]:
+    from .datasets import _LOADERS, _load_modalities
+
+    _load_modalities()
+    return ["image", *sorted(_LOADERS)]
+
+
+def _registered(choices: Callable[[], list[str]]) -> Allowed:
+    return Allowed(lambda: one_of(*choices()).description, lambda v: isinstance(v, str) and v in choices())
+
+
+DEVICE = Allowed("auto, cpu, cuda, cuda:N or another torch device name", _device_name)
+PROBLEM_KIND = _registered(_problem_kinds)
+MODALITY = _registered(_modalities)
+
+# Every field of every section. A ``Literal`` type states its choices itself.
+ALLOWED: dict[type, dict[str, Allowed]] = {
+    RunConfig: {"name": NAME, "description": TEXT},
+    ModelConfig: {
+        "kind": one_of("siren", "ffn"), "in_dim": count(1), "out_dim": count(1), "width": count(1),
+        "depth": count(1), "w0": POSITIVE, "w0_first": optional(POSITIVE),
+        "bias_init": one_of("uniform", "zeros"), "output_offset": FINITE, "fourier_sigma": POSITIVE,
+        "fourier_seed": count(0),
+    },
+    ProblemConfig: {
+        "kind": PROBLEM_KIND, "latent_dim": optional(count(1)), "l0_weight": NON_NEGATIVE,
+        "gate_init_keep": OPEN_UNIT, "gate_lr_multiplier": POSITIVE, "gate_biases": FLAG,
+        # Per-signal gate patterns are not implemented; the field keeps old model files (and their ids) valid.
+        "adapt_gates_inner": one_of(False), "target_count": optional(count(1)),
+        "budget_anneal_steps": count(0), "train_budgets": each(count(1)),
+    },
+    MetaConfig: {
+        "inner_steps": count(1), "inner_lr": POSITIVE, "meta_sgd": FLAG,
+        "meta_sgd_init": ordered_pair(NON_NEGATIVE), "lr_clip": ordered_pair(NON_NEGATIVE),
+        "outer_lr": POSITIVE,
+        "lr_lr": optional(POSITIVE), "group_lr_multipliers": each(GROUP_MULTIPLIER),
+        "grad_clip": optional(POSITIVE), "batch_size": count(1), "compile": FLAG, "tf32": FLAG,
+    },
+    DataConfig: {
+        "path": NAME, "transform": optional(TEXT), "split": optional(TEXT), "limit": optional(count(1)),
+        "patch": optional(count(1)), "modality": MODALITY,
+    },
+    PruneConfig: {"rounds": count(0), "fraction": OPEN_UNIT, "steps_per_round": count(0)},
+    TrainConfig: {"steps": count(0), "seed": count(0), "device": DEVICE, "log_every": count(1),
+                  "checkpoint_every": count(1)},
+    FitConfig: {"steps": count(0), "lr": POSITIVE, "ema_decay": optional(DECAY), "batch_size": count(1)},
+}
+
+
+def allowed_values(cls: type, name: str) -> Allowed:
+    """What field ``name`` of section ``cls`` accepts."""
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is Literal:
+        return one_of(*typing.get_args(hint))
+    try:
+        return ALLOWED[cls][name]
+    except KeyError:
+        raise AssertionError(f"{cls.__name__}.{name} has no entry in metasparse.config.ALLOWED") from None
+
+
+def _section_type(hint) -> type | None:
+    """The dataclass a (possibly optional) field holds, or None for a plain value."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    if typing.get_origin(hint) in _UNION_TYPES:
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return inner[0]
+    return None
+
+
+def validate_section(section, where: str = "") -> None:
+    """Check every field of ``section`` (a config dataclass) and of the sections nested in it."""
+    cls = type(section)
     hints = typing.get_type_hints(cls)
-    kwargs = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(section, f.name)
+        path = f"{where}{f.name}"
+        nested = _section_type(hints[f.name])
+        if nested is not None:
+            if value is None and nested is not hints[f.name]:
+                continue
+            if not isinstance(value, nested):
+                raise _invalid(path, value, f"a {nested.__name__} section")
+            validate_section(value, path + ".")
+            continue
+        rule = allowed_values(cls, f.name)
+        if not rule.accepts(value):
+            raise _invalid(path, value, rule.description)
+
+
+def _check_combinations(config: RunConfig) -> None:
+    """Settings that are each valid but would be silently ignored together."""
+    problem, prune = config.problem, config.prune
+    if prune.rounds > 0 and problem.kind not in PRUNABLE_KINDS:
+        raise ConfigError(
+            f"invalid prune.rounds = {prune.rounds}: problem.kind {problem.kind!r} cannot be pruned "
+            f"(only {', '.join(map(repr, PRUNABLE_KINDS))}); expected 0"
+        )
+    if prune.rounds > 0 and prune.steps_per_round == 0:
+        raise ConfigError(
+            f"invalid prune.steps_per_round = 0 with prune.rounds = {prune.rounds}: expected an integer >= 1"
+        )
+    if problem.kind == "functa" and problem.latent_dim is None:
+        raise ConfigError("invalid problem.latent_dim = null: problem.kind 'functa' needs an integer >= 1")
+    if problem.kind != "functa" and problem.latent_dim is not None:
+        raise ConfigError(
+            f"invalid problem.latent_dim = {problem.latent_dim}: only problem.kind 'functa' has a latent; "
+            "expected null"
+        )
+    if config.meta.algorithm == "reptile" and problem.kind != "weights":
+        raise ConfigError(
+            f'invalid meta.algorithm = "reptile" with problem.kind {problem.kind!r}: Reptile only moves the '
+            'weights; expected "maml" or "fomaml"'
+        )
+
+
+# ------------------------------------------------------------------------------ parsing
+
+
+def _from_dict(cls, d: dict[str, Any], where: str):
+    if not isinstance(d, dict):
+        where_shown = where.rstrip(".") or "config"
+        raise ConfigError(f"invalid {where_shown}: expected a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    removed = REMOVED_FIELDS.get(cls, frozenset())
+    kwargs = {}
     for k, v in d.items():
+        if k in removed:
+            continue
         if k not in names:
-            raise ConfigError(f"unknown field {cls.__name__}.{k}")
-        kwargs[k] = _coerce_value(hints[k], v, f"{cls.__name__}.{k}")
+            raise ConfigError(f"unknown config field {where}{k}")
+        value = _coerce_value(hints[k], v, f"{where}{k}")
+        if _section_type(hints[k]) is None:  # checked before the class sees it (its own checks are terser)
+            rule = allowed_values(cls, k)
+            if not rule.accepts(value):
+                raise _invalid(f"{where}{k}", value, rule.description)
+        kwargs[k] = value
     return cls(**kwargs)
 
 
 def _coerce_value(tp, value, where: str):
+    """``value`` (from JSON) as type ``tp``; only lossless conversions (no bool as a number)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if value is None:
-        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+    if origin in _UNION_TYPES:
+        if value is None and type(None) in args:
             return None
-        raise ConfigError(f"{where} cannot be None")
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         inner = [a for a in args if a is not type(None)]
         return _coerce_value(inner[0], value, where)
+    if value is None:
+        raise ConfigError(f"invalid {where} = null: a value is required")
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where + ".")
+    if origin is Literal:
+        return value  # the choices are checked by validate(), which lists them
     if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _invalid(where, value, "a list")
         if args and args[-1] is Ellipsis:
             return tuple(_coerce_value(args[0], v, where) for v in value)
+        if len(value) != len(args):
+            raise _invalid(where, value, f"a list of {len(args)} values")
         return tuple(_coerce_value(a, v, where) for a, v in zip(args, value))
     if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise _invalid(where, value, "true or false")
+    if tp is int:
+        if _is_int(value):
+            return value
+        if isinstance(value, float) and not isinstance(value, bool) and value.is_integer():
+            return int(value)
+        raise _invalid(where, value, "an integer")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
         if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return bool(value)
-    if tp in (int, float, str):
-        try:
-            return tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _invalid(where, value, "a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _invalid(where, value, "a string")
+    return value
+
+
+def _parse_override(tp, raw: str):
+    """An override's text as JSON, except that a text field takes the text as written (``name=5``)."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    optional_type = typing.get_origin(tp) in _UNION_TYPES
+    inner = [a for a in typing.get_args(tp) if a is not type(None)] if optional_type else [tp]
+    textual = inner and (inner[0] is str or (typing.get_origin(inner[0]) is Literal
+                                             and all(isinstance(c, str) for c in typing.get_args(inner[0]))))
+    if textual and not isinstance(value, str) and value is not None:
+        return raw
     return value
 
 
 def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``section.field=value`` strings (``value`` parsed as JSON when it parses)."""
+    """Apply ``section.field=value`` strings (``value`` parsed as JSON when it parses); the result is
+    validated, so an override outside a field's allowed values is a ``ConfigError``."""
     d = config.to_dict()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.field=value")
         key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = d
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            if p not in node:
-                raise ConfigError(f"unknown config section {p!r} in {key!r}")
-            if node[p] is None:
-                node[p] = {}
-            node = node[p]
-        if not isinstance(node, dict) or parts[-1] not in node and parts[0] != "val_data":
+        key = key.strip()
+        parts = key.split(".")
+        cls, node = RunConfig, d
+        for part in parts[:-1]:
+            hint = typing.get_type_hints(cls).get(part)
+            section = _section_type(hint) if hint is not None else None
+            if section is None:
+                raise ConfigError(f"unknown config section {part!r} in {key!r}")
+            if node[part] is None:  # an unset optional section (val_data) starts from its defaults
+                node[part] = {}
+            cls, node = section, node[part]
+        hints = typing.get_type_hints(cls)
+        if parts[-1] not in hints:
             raise ConfigError(f"unknown config field {key!r}")
-        node[parts[-1]] = value
-    if d.get("val_data") == {}:
-        d["val_data"] = None
+        node[parts[-1]] = _parse_override(hints[parts[-1]], raw)
     return RunConfig.from_dict(d)

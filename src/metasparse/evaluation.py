@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import validate_section
 from .data.signals import SignalSet
 from .errors import DataError
 from .io import write_atomic
@@ -56,6 +57,7 @@ def evaluate(
     model_name: str = "",
     data_name: str = "",
 ) -> tuple[EvalReport, FitResult]:
+    validate_section(fit, "fit.")  # e.g. --optimizer or --lr: refused before any fitting
     if len(signals) == 0:
         raise DataError("no signals to evaluate on")
     problem = model.problem(device)

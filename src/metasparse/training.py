@@ -67,7 +67,11 @@ class MetaModel:
             raise ModelError(f"{path}: incompatible model configuration ({e})") from None
         meta = ckpt.unflatten(flat, "meta/")
         masks = ckpt.unflatten(flat, "masks/") or None
-        extra = {k: v for k, v in info.items() if k not in ("config", "format", "version")}
+        try:
+            _check_meta_layout(path, config, meta, masks)
+        except ConfigError as e:  # a configuration this version cannot build
+            raise ModelError(f"{path}: incompatible model configuration ({e})") from None
+        extra = {k: v for k, v in info.items() if k not in ("config", "format", "version", ckpt.CHECKSUM_KEY)}
         return cls(config, meta, masks, extra)
 
 
@@ -91,7 +95,7 @@ class Trainer:
         device: str | torch.device | None = None,
         log: Callable[[str], None] = lambda s: None,
     ):
-        self.config = config
+        self.config = config.validate()  # before any work: a bad value fails here, not after the dense phase
         self.run_dir = Path(run_dir)
         self.device = torch.device(device) if device is not None else resolve_device(config.train.device)
         self.log = log
@@ -117,6 +121,7 @@ class Trainer:
         return self.run_dir / "checkpoint.safetensors"
 
     def save_checkpoint(self) -> None:
+        self._check_finite()
         opt_tensors, opt_info = ckpt.optimizer_state(self.learner.optimizer)
         tensors = {
             "meta": self.learner.detached_meta(),
@@ -140,7 +145,18 @@ class Trainer:
 
     def save_model(self, path: str | Path, extra: dict | None = None) -> None:
         """Write the model file (rank 0 only; every rank returns once it is complete)."""
+        self._check_finite()
         distributed.main_only(self.meta_model().save, path, extra)
+
+    def _check_finite(self) -> None:
+        """A diverged state is never saved: the last good checkpoint and model stay as they are."""
+        for group, tensors in self.learner.detached_meta().items():
+            for name, value in tensors.items():
+                if not bool(torch.isfinite(value).all()):
+                    raise FloatingPointError(
+                        f"training diverged at step {self.step} ({group}/{name} is not finite; the last "
+                        "checkpoint is kept); lower meta.outer_lr or inner_lr"
+                    )
 
     def try_resume(self) -> bool:
         resumed = self._load_checkpoint()
@@ -153,28 +169,51 @@ class Trainer:
         return resumed
 
     def _load_checkpoint(self) -> bool:
-        if not self.checkpoint_path.exists():
+        if self.world.is_main:
+            ckpt.remove_orphaned_temporaries(self.run_dir, _is_run_file, min_age_s=0.0)
+        path = self.checkpoint_path
+        if not path.exists():
             return False
-        flat, info = ckpt.load(self.checkpoint_path, self.device)
-        saved = RunConfig.from_dict(info["config"])
+        try:
+            flat, info = ckpt.load(path, self.device)
+        except ModelError as e:
+            raise ModelError(f"{e}; use --fresh to start over") from None
+        if info.get("kind") != "checkpoint" or not isinstance(info.get("config"), dict):
+            raise ModelError(f"{path} is not a training checkpoint (kind {info.get('kind')!r}); "
+                             "use --fresh to start over")
+        try:
+            saved = RunConfig.from_dict(info["config"])
+        except MetasparseError as e:
+            raise ModelError(f"{path}: invalid run configuration ({e}); use --fresh to start over") from None
         if _resume_key(saved) != _resume_key(self.config):
             raise ConfigError(
                 f"{self.run_dir} holds a run with a different configuration; use another --out or --fresh"
             )
+        step, round_ = _checked_position(path, info, saved)
         masks = ckpt.unflatten(flat, "masks/") or None
-        self.set_masks(masks)
         meta = ckpt.unflatten(flat, "meta/")
+        _check_meta_layout(path, self.config, meta, masks)
+        for key in ("rng/batches", "rng/noise"):
+            if key not in flat:
+                raise ModelError(f"{path} has no tensor {key!r} (a corrupt file); use --fresh to start over")
+        self.set_masks(masks)
         with torch.no_grad():
             for g, d in self.learner.meta.items():
                 for k, v in d.items():
                     v.copy_(meta[g][k])
         optim = {k[len("optim/"):]: v for k, v in flat.items() if k.startswith("optim/")}
-        ckpt.load_optimizer_state(self.learner.optimizer, optim, info["optimizer"])
-        self.batch_generator.set_state(flat["rng/batches"].cpu())
-        self.noise_generator.set_state(flat["rng/noise"].cpu())
-        self.step = int(info["step"])
-        self.round = int(info.get("round", 0))
-        self.history = list(info.get("history", []))
+        try:
+            ckpt.load_optimizer_state(self.learner.optimizer, optim, info["optimizer"])
+            self.batch_generator.set_state(flat["rng/batches"].cpu())
+            self.noise_generator.set_state(flat["rng/noise"].cpu())
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelError(f"{path}: unusable optimiser or random state ({first}); "
+                             "use --fresh to start over") from None
+        history = info.get("history", [])
+        self.step = step
+        self.round = round_
+        self.history = list(history) if isinstance(history, list) else []
         return True
 
     def set_masks(self, masks: dict[str, torch.Tensor] | None) -> None:
@@ -264,6 +303,45 @@ class Trainer:
     def save_round(self, k: int) -> None:
         path = self.run_dir / f"round_{k:02d}.safetensors"
         self.save_model(path, {"round": k})
+
+
+def _is_run_file(name: str) -> bool:
+    return name.endswith(".safetensors") or name == "config.json"
+
+
+def _checked_position(path: Path, info: dict, saved: RunConfig) -> tuple[int, int]:
+    """The checkpoint's step and pruning round, which must lie within the schedule it was saved with."""
+    end = total_steps(saved)
+    step = info.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= end:
+        raise ModelError(f"{path}: invalid step {step!r} (expected an integer from 0 to {end}, "
+                         "the run's schedule); use --fresh to start over")
+    round_ = info.get("round", 0)
+    if not isinstance(round_, int) or isinstance(round_, bool) or not 0 <= round_ <= saved.prune.rounds:
+        raise ModelError(f"{path}: invalid pruning round {round_!r} (expected an integer from 0 to "
+                         f"{saved.prune.rounds}); use --fresh to start over")
+    return step, round_
+
+
+def _check_meta_layout(path, config: RunConfig, meta: dict, masks: dict | None) -> None:
+    """Refuse a file whose tensors are not those of the network its config describes (a missing or
+    reshaped tensor would otherwise surface as a KeyError or a shape error deep inside training)."""
+    problem = build_problem(config, None)
+    expected = problem.init_meta(torch.Generator().manual_seed(0), device="cpu")
+    for group, tensors in expected.items():
+        for name, value in tensors.items():
+            found = meta.get(group, {}).get(name)
+            if not torch.is_tensor(found):
+                raise ModelError(f"{path} has no tensor 'meta/{group}/{name}' (a corrupt or incompatible "
+                                 "file)")
+            if tuple(found.shape) != tuple(value.shape):
+                raise ModelError(f"{path}: tensor 'meta/{group}/{name}' has shape {tuple(found.shape)}, "
+                                 f"expected {tuple(value.shape)} (a corrupt or incompatible file)")
+    theta = expected.get("theta", {})
+    for name, mask in (masks or {}).items():
+        if name not in theta or not torch.is_tensor(mask) or tuple(mask.shape) != tuple(theta[name].shape):
+            raise ModelError(f"{path}: mask {name!r} matches no weight of this network (a corrupt or "
+                             "incompatible file)")
 
 
 def _meta_config_for(config: RunConfig, meta: dict):

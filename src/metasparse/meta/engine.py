@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.func import grad, vmap
@@ -29,7 +30,7 @@ Meta = dict[str, dict[str, torch.Tensor]]
 class MetaConfig:
     """Meta-learning settings (JSON-serialisable)."""
 
-    algorithm: str = "maml"  # "maml" | "fomaml" | "reptile"
+    algorithm: Literal["maml", "fomaml", "reptile"] = "maml"
     inner_steps: int = 2
     inner_lr: float = 1e-2
     meta_sgd: bool = False

@@ -9,6 +9,7 @@ until the end (no host synchronisation inside the loop).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.func import vmap
@@ -24,7 +25,7 @@ def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class FitConfig:
     steps: int = 100
-    optimizer: str = "adam"  # "adam" | "sgd" | "inner" (the meta-learned inner-loop rule)
+    optimizer: Literal["adam", "sgd", "inner"] = "adam"  # "inner": the meta-learned inner-loop rule
     lr: float = 1e-4
     ema_decay: float | None = None  # EMA of the iterates (MSCN App. D.2); None = off
     batch_size: int = 16  # signals fitted at once (memory bound)
