@@ -22,22 +22,31 @@ def _current_umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview | str) -> Path:
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes | bytearray | memoryview | str, overwrite: bool = True
+) -> Path:
     """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
 
     The data goes to a temporary file in the same directory (``os.replace`` is only atomic
-    within one file system), is flushed and fsynced, and then renamed over ``path``; the
-    directory is fsynced too so that the rename itself survives a crash. A ``str`` is written
+    within one file system), is flushed and fsynced, and is then published under ``path``; the
+    directory is fsynced too so that the publication itself survives a crash. A ``str`` is written
     as UTF-8. The new file gets the mode of the file it replaces, or the usual ``0o666 & ~umask``
     (``mkstemp`` would otherwise leave it readable by the owner only). Returns the path.
+
+    ``overwrite=False`` publishes only a new file, in one step that fails when the name is taken
+    (a hard link, which never replaces): of two writers racing for the same new file one wins and
+    the other gets ``FileExistsError``, leaving the winner's file untouched. Where the file system
+    has no hard links, the name is claimed with ``O_EXCL`` (an empty file) and then replaced.
     """
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     directory = target.parent  # "." for a bare file name
-    try:
-        mode = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_current_umask()
+    mode = 0o666 & ~_current_umask()
+    if overwrite:
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            pass
     descriptor, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(descriptor, "wb") as temporary:
@@ -45,7 +54,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
             temporary.flush()
             os.fsync(temporary.fileno())
         os.chmod(temporary_name, mode)
-        os.replace(temporary_name, target)
+        if overwrite:
+            os.replace(temporary_name, target)
+        else:
+            _publish_new(temporary_name, target)
     except BaseException:
         try:
             os.unlink(temporary_name)
@@ -54,6 +66,21 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryv
         raise
     _fsync_directory(directory)
     return target
+
+
+def _publish_new(temporary_name: str, target: Path) -> None:
+    """Give the complete temporary file the name ``target`` unless that name exists (``FileExistsError``)."""
+    try:
+        os.link(temporary_name, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # No hard links here (some network and FUSE file systems): claim the name atomically, then
+        # fill it by a rename, so that a reader sees an empty file at worst, never a partial one.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.replace(temporary_name, target)
+        return
+    os.unlink(temporary_name)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -167,8 +167,9 @@ class Header:
         """Whether the file was made with the model of this (full, 16-byte) id."""
         return bytes(model_id)[: len(self.model_id)] == bytes(self.model_id)
 
-    def validate(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        """Raise ``BitstreamError`` naming the first field that is out of range or inconsistent."""
+    def validate(self, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        """Raise ``BitstreamError`` naming the first field that is out of range or inconsistent
+        (``max_pixels=None``: no limit on the image size, for reading a header without decoding)."""
         if self.version not in READABLE_VERSIONS:
             raise BitstreamError(
                 f"unsupported format version {self.version} (this build reads {_versions()})"
@@ -178,7 +179,7 @@ class Header:
             raise BitstreamError(f"model id must be {stored} bytes in format version {self.version}")
         if not (1 <= self.height < 1 << 32 and 1 <= self.width < 1 << 32):
             raise BitstreamError(f"invalid image size {self.height}x{self.width}")
-        if self.num_pixels > max_pixels:
+        if max_pixels is not None and self.num_pixels > max_pixels:
             raise BitstreamError(
                 f"image of {self.height}x{self.width} pixels exceeds the limit of {max_pixels} pixels"
             )
@@ -199,7 +200,7 @@ class Header:
         # The decoder renders whole patches: a thin image in large patches must not decode to far
         # more padded pixels than the limit allows.
         padded = self.num_patches * self.patch_size**2
-        if padded > 2 * max(max_pixels, self.num_pixels):
+        if padded > 2 * max(max_pixels or 0, self.num_pixels):
             raise BitstreamError(
                 f"image of {self.height}x{self.width} pixels in {self.patch_size}-pixel patches decodes "
                 f"{padded:,} padded pixels, over the limit"
@@ -281,7 +282,7 @@ def container_bytes(header: Header) -> int:
     return len(head) + _CRC.size
 
 
-def pack(header: Header, payload: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+def pack(header: Header, payload: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes:
     """The complete file for ``header`` and ``payload`` (the header is validated first)."""
     header.validate(max_pixels)
     if header.version == 1:
@@ -297,7 +298,7 @@ def pack(header: Header, payload: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -
 
 
 def unpack(
-    data: bytes, expected_model_id: bytes | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, expected_model_id: bytes | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> tuple[Header, bytes]:
     """Parse and verify a file made by :func:`pack`; returns the header and the payload.
 

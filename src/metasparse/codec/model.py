@@ -43,13 +43,22 @@ from torch.func import vmap
 
 from .. import checkpoint as ckpt
 from ..config import RunConfig
-from ..data.patches import from_patches, to_patches
+from ..data.patches import to_patches
 from ..data.signals import grid_coordinates
 from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
 from ..meta.fit import FitConfig, fit_signals, psnr_from_mse
 from ..models.siren import build_model
 from ..problems_registry import build_problem
-from .bitstream import MAX_PATCH_SIZE, Header, clip_fits, model_id_of, pack, patch_grid, stored_clip, unpack
+from .bitstream import (
+    DEFAULT_MAX_PIXELS,
+    MAX_PATCH_SIZE,
+    Header,
+    clip_fits,
+    model_id_of,
+    pack,
+    stored_clip,
+    unpack,
+)
 from .entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
 from .quantize import Quantizer, fit_quantizer
 
@@ -58,6 +67,8 @@ SIGNAL_CODEC_KIND = "signal-codec"
 CODEC_VERSION = 1
 # A non-image signal travels as one patch that covers its grid (see SignalCodec.header_for).
 SIGNAL_BIT_DEPTH = 16
+# Coordinates the network is evaluated on at once when rendering (512 patches of 32x32).
+RENDER_POINTS = 1 << 19
 
 __all__ = ["CompressedImage", "CompressedSignal", "ImageCodec", "ModulationCodec", "QualityLevel", "SignalCodec",
            "build_codec", "build_signal_codec", "load_codec_file"]
@@ -212,7 +223,7 @@ class ModulationCodec:
         result = fit_signals(self.problem(budget), self.meta, self._coords, patches, self.encoder)
         return result.fast["code"]
 
-    def render(self, code: torch.Tensor, budget: int, points: int = 1 << 19) -> torch.Tensor:
+    def render(self, code: torch.Tensor, budget: int, points: int = RENDER_POINTS) -> torch.Tensor:
         """Signals ``(N, P, C)`` in [0, 1] from shifts ``(N, num_modulations)``, about ``points``
         coordinates at a time (512 patches of 32x32; a few whole voxel grids)."""
         chunk = max(1, points // self._coords.shape[0])
@@ -238,20 +249,40 @@ class ModulationCodec:
         symbols = level.quantizer.quantize(code[:, kept].detach().cpu())
         return symbols, self.render(self._dequantized_code(symbols, level), level.budget)
 
-    def _decode_symbols(self, header: Header, payload: bytes) -> torch.Tensor:
-        """Signals ``(num_patches, P, C)`` in [0, 1] from a verified header and its payload."""
+    def _decode_symbols(self, header: Header, payload: bytes) -> tuple[np.ndarray, QualityLevel]:
+        """The quantised symbols ``(num_patches, budget)`` of a verified header and its payload, and
+        the quality level they belong to."""
         level = self._check_header(header)
+        self._check_payload(header, payload, level)
         patches = header.num_patches
-        # The model bounds how few bits any patch can take: a short payload announcing many
-        # patches is refused before anything of that size is allocated.
+        symbols = decode(payload, patches * level.budget, level.symbol_model).reshape(patches, level.budget)
+        return symbols, level
+
+    def _check_payload(self, header: Header, payload: bytes, level: QualityLevel) -> None:
+        """Refuse a payload too short for the patches the header announces, before anything of their
+        size is allocated or rendered. No patch codes in fewer bits than the most probable symbol at
+        every position, so a file asks for at most ``patch_size² / min_bits`` pixels per payload bit
+        (the bundled model: 1,024 / 29.9 at quality 1, about 3.6 kB per megapixel): the work a file
+        can ask for is bounded by its size."""
+        patches = header.num_patches
+        # A little slack: the coder's fixed-point probabilities and dropped trailing zero bytes can
+        # make a real stream slightly shorter than the ideal code length of its symbols.
         if 8 * len(payload) + 64 < 0.99 * patches * _min_bits_per_patch(level):
             raise BitstreamError(f"corrupt file: {len(payload)} payload bytes cannot hold {patches} patches")
-        symbols = decode(payload, patches * level.budget, level.symbol_model).reshape(patches, level.budget)
-        return self.render(self._dequantized_code(torch.from_numpy(symbols), level), level.budget)
 
-    def read_header(self, data: bytes) -> Header:
-        header, _ = unpack(data, expected_model_id=self.model_id)
-        self._check_header(header)
+    def _rendered_chunks(self, symbols: np.ndarray, level: QualityLevel):
+        """``(first patch, signals (n, P, C) in [0, 1])`` for consecutive chunks of the patches of
+        ``symbols``, so that a large image is never held as one float array."""
+        chunk = max(1, RENDER_POINTS // self._coords.shape[0])
+        for start in range(0, symbols.shape[0], chunk):
+            code = self._dequantized_code(torch.from_numpy(symbols[start:start + chunk]), level)
+            yield start, self.render(code, level.budget)
+
+    def read_header(self, data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
+        """The verified header of a file of this model, its payload checked against the patches it
+        announces (``max_pixels=None``: no limit on the image size, nothing being decoded)."""
+        header, payload = unpack(data, expected_model_id=self.model_id, max_pixels=max_pixels)
+        self._check_payload(header, payload, self._check_header(header))
         return header
 
     def _check_header(self, header: Header) -> QualityLevel:
@@ -342,14 +373,15 @@ class ImageCodec(ModulationCodec):
         patches = torch.cat([p for p, _, _ in cut]).to(self.device).reshape(sum(counts), -1, 3).float() / 255.0
         symbols, decoded = self._encode_targets(patches, level)
         results, start = [], 0
-        for (rgb, channels), (_, grid, _), count in zip(prepared, cut, counts):
+        for (rgb, channels), count in zip(prepared, counts):
             sym = symbols[start:start + count]
             header = Header(model_id=self.model_id, height=rgb.shape[0], width=rgb.shape[1], channels=channels,
                             bit_depth=8, patch_size=self.patch_size, quality_index=quality - 1,
                             quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std)
             payload = encode(sym.numpy(), level.symbol_model)
             data = pack(header, payload)
-            image = self._assemble(decoded[start:start + count], grid, rgb.shape[:2], channels)
+            image = np.empty((rgb.shape[0], rgb.shape[1], channels), dtype=np.uint8)
+            self._place(image, decoded[start:start + count], 0)
             reference = rgb if channels == 3 else rgb[:, :, :1]
             mse = np.mean((image.astype(np.float64) - reference.astype(np.float64)) ** 2) / 255.0**2
             results.append(CompressedImage(
@@ -360,12 +392,21 @@ class ImageCodec(ModulationCodec):
             start += count
         return results
 
-    def _assemble(self, patches: torch.Tensor, grid, size, channels: int) -> np.ndarray:
+    def _place(self, image: np.ndarray, rendered: torch.Tensor, first: int) -> None:
+        """Write rendered patches ``(n, P*P, 3)`` in [0, 1], patches ``first``, ``first + 1`` ... of the
+        image's raster order, into ``image`` (uint8 (H, W, C)), cropping the padding; greyscale is the
+        mean of the three outputs. Works chunk by chunk, so no float copy of the image is ever made."""
         p = self.patch_size
-        image = from_patches(patches.reshape(-1, p, p, 3).cpu(), grid, size)
+        height, width, channels = image.shape
+        columns = -(-width // p)
+        tiles = rendered.reshape(-1, p, p, 3)
         if channels == 1:
-            image = image.mean(dim=2, keepdim=True)
-        return np.floor(image.numpy().astype(np.float64) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+            tiles = tiles.mean(dim=3, keepdim=True)
+        tiles = np.floor(tiles.cpu().numpy().astype(np.float64) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+        for k, tile in enumerate(tiles):
+            row, column = divmod(first + k, columns)
+            y, x = row * p, column * p
+            image[y:y + p, x:x + p] = tile[: height - y, : width - x]
 
     def _check_header(self, header: Header) -> QualityLevel:
         if header.patch_size != self.patch_size:
@@ -374,12 +415,17 @@ class ImageCodec(ModulationCodec):
             raise BitstreamError(f"unsupported channel count {header.channels}")
         return super()._check_header(header)
 
-    def decompress(self, data: bytes) -> np.ndarray:
-        """uint8 image (H, W, C) from a file's bytes; ``BitstreamError`` for anything wrong with them."""
-        header, payload = unpack(data, expected_model_id=self.model_id)
-        patches = self._decode_symbols(header, payload)
-        grid = patch_grid(header.height, header.width, self.patch_size)
-        return self._assemble(patches, grid, (header.height, header.width), header.channels)
+    def decompress(self, data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """uint8 image (H, W, C) from a file's bytes; ``BitstreamError`` for anything wrong with them,
+        including an image of more than ``max_pixels`` pixels (``None``: no limit).
+
+        Memory: the image itself (uint8), the symbols, and one chunk of rendered patches at a time."""
+        header, payload = unpack(data, expected_model_id=self.model_id, max_pixels=max_pixels)
+        symbols, level = self._decode_symbols(header, payload)
+        image = np.empty((header.height, header.width, header.channels), dtype=np.uint8)
+        for start, rendered in self._rendered_chunks(symbols, level):
+            self._place(image, rendered, start)
+        return image
 
 
 class SignalCodec(ModulationCodec):
@@ -472,10 +518,12 @@ class SignalCodec(ModulationCodec):
                                  f"channel(s), not one on this model's {self.grid_shape} grid")
         return super()._check_header(header)
 
-    def decompress(self, data: bytes) -> np.ndarray:
-        """float32 values (*grid, C) in stored units from a file's bytes."""
-        header, payload = unpack(data, expected_model_id=self.model_id)
-        return self._to_stored(self._decode_symbols(header, payload)[0])
+    def decompress(self, data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """float32 values (*grid, C) in stored units from a file's bytes (the grid is the model's;
+        ``max_pixels`` is there for a signature shared with :meth:`ImageCodec.decompress`)."""
+        header, payload = unpack(data, expected_model_id=self.model_id, max_pixels=max_pixels)
+        symbols, level = self._decode_symbols(header, payload)
+        return self._to_stored(self.render(self._dequantized_code(torch.from_numpy(symbols), level), level.budget)[0])
 
 
 def load_codec_file(path: str | Path) -> ModulationCodec:
