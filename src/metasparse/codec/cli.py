@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -35,12 +37,13 @@ def load_codec(model: str, device: str = "cpu"):
     return load_codec_file(path).to(resolve_device(device))
 
 
-def read_image(path: Path):
+def read_image(path: str | os.PathLike[str]):
     """uint8 (H, W, C) with C = 1 for greyscale sources and 3 otherwise (alpha composited on white)."""
     from PIL import Image
 
     from ..data.images import load_image
 
+    path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
@@ -54,6 +57,10 @@ def read_image(path: Path):
 
 
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+STDOUT = "-"
+# decompress's default --max-pixels: an 8,660x5,773 photo; about 150 MB of output image and a
+# minute or two of decoding on a 2-core CPU (BENCHMARKS.md). The format itself allows 2^28.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
@@ -89,8 +96,99 @@ def _check_compressed_file(source: Path) -> None:
 
 
 def _check_writable(target: Path, force: bool) -> None:
-    if target.exists() and not force:
+    """Refuse, before any work is done, an output that could not be written at the end: a folder in
+    its place, an existing file without ``--force``, a path under a regular file, a folder without
+    write permission."""
+    if target.is_dir():
+        raise MetasparseError(f"output {target} is a folder; name a file, or end -o with / to write into it")
+    if (target.exists() or target.is_symlink()) and not force:
         raise MetasparseError(f"{target} exists; pass --force to overwrite it or -o to write elsewhere")
+    _check_folder_writable(target.parent, f"cannot write {target}")
+
+
+def _check_folder_writable(folder: Path, what: str) -> None:
+    """``folder``, or the nearest part of it that exists (the rest is created), is a folder we may write in."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise MetasparseError(f"{what}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MetasparseError(f"{what}: no permission to write in {folder}")
+
+
+def _check_stdout(count: int, what: str) -> None:
+    if count != 1:
+        raise ConfigError(f"-o - writes one file to standard output; got {count} inputs (use -o FOLDER/)")
+    if sys.stdout.isatty():
+        raise ConfigError(f"not writing {what} to a terminal; redirect standard output (> FILE) or pass -o FILE")
+
+
+def _publish(target: Path | None, data: bytes, force: bool) -> None:
+    """Write an output atomically; ``None`` is standard output. Without ``force`` the file is only
+    created, never replaced: another process that wrote the same name meanwhile keeps its file."""
+    from ..io import write_atomic
+
+    if target is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MetasparseError(f"cannot write {target}: cannot create its folder ({e.strerror or e})") from None
+    try:
+        write_atomic(target, data, overwrite=force)
+    except FileExistsError:
+        raise MetasparseError(f"{target} was created by another process while this one worked; it is kept "
+                              f"(pass --force to overwrite it)") from None
+    except OSError as e:
+        raise MetasparseError(f"cannot write {target}: {e.strerror or e}") from None
+
+
+def _image_format(target: Path) -> str:
+    """The Pillow format an output image is written in, from its extension (checked before decoding)."""
+    from PIL import Image
+
+    image_format = Image.registered_extensions().get(target.suffix.lower())
+    if image_format is None or image_format not in Image.SAVE:
+        raise ConfigError(f"{target}: cannot write images with extension {target.suffix!r}; use .png (lossless), "
+                          f"or .webp, .tif, .bmp ...")
+    return image_format
+
+
+def _encoded_image(image, image_format: str) -> bytes:
+    import io as _io
+
+    from PIL import Image
+
+    buffer = _io.BytesIO()
+    Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _check_reference_file(reference: Path) -> None:
+    if not reference.exists():
+        raise DataError(f"--original {reference}: no such file")
+    if reference.is_dir():
+        raise DataError(f"--original {reference} is a folder with no image of the file's name")
+    if not os.access(reference, os.R_OK):
+        raise DataError(f"--original {reference}: no permission to read it")
+
+
+def _check_reference_matches(reference: Path, shape: tuple[int, ...], header) -> None:
+    """The reference must have the size and channel count the file decodes to; the message says which differ."""
+    height, width, channels = shape
+    differences = []
+    if (height, width) != (header.height, header.width):
+        differences.append(f"its size is {width}x{height}, the file decodes to {header.width}x{header.height}")
+    if channels != header.channels:
+        differences.append(f"it has {channels} channel(s), the file decodes to {header.channels}")
+    if differences:
+        raise DataError(f"--original {reference} does not match: {'; '.join(differences)}")
+
+
+def _patch_count(shape, patch_size: int) -> int:
+    return -(-shape[0] // patch_size) * -(-shape[1] // patch_size)
 
 
 def register(app: typer.Typer) -> None:
@@ -101,7 +199,7 @@ def register(app: typer.Typer) -> None:
         images: list[Path] = typer.Argument(..., help="image files (PNG, JPEG, WebP, TIFF, BMP ...); "
                                             "'samples' for a few photos scikit-image installs"),
         output: str | None = typer.Option(None, "--output", "-o", help="output file, or folder (ends with / or "
-                                          "exists, or several inputs)"),
+                                          "exists, or several inputs); - for standard output (one input)"),
         model: str = typer.Option("default", "--model", "-m", help="bundled model name or a codec model file"),
         quality: int | None = typer.Option(None, "--quality", "-q", help="1 (smallest files) … N (best quality)"),
         device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK)"),
@@ -109,17 +207,23 @@ def register(app: typer.Typer) -> None:
         skip_existing: bool = typer.Option(False, "--skip-existing", help="leave outputs that exist and verify"),
         max_patches: int = typer.Option(4096, "--max-patches", help="patches fitted together (bounds memory)"),
     ) -> None:
-        """Compress images to .mspz files (bpp and PSNR printed per file).
+        """Compress images to .mspz files (bpp, PSNR and time printed per file).
 
-        A codec model of another modality takes that modality's files instead (meshes for voxels
-        and SDFs, .npy grids for the sphere; docs/modalities.md). Under torchrun every rank
-        compresses its share of the files (docs/distributed.md).
+        Files are fitted together in chunks; a file's time is its reading, its share of the chunk's
+        fitting (by its patches) and its writing. A codec model of another modality takes that
+        modality's files instead (meshes for voxels and SDFs, .npy grids for the sphere;
+        docs/modalities.md). Under torchrun every rank compresses its share of the files
+        (docs/distributed.md).
         """
         from .. import distributed
-        from ..io import write_atomic
         from .model import SignalCodec
 
         rank, ranks, local_rank = distributed.env_world()
+        to_stdout = output == STDOUT
+        if to_stdout and ranks > 1:
+            raise ConfigError("-o - writes one file to standard output, which torchrun's ranks cannot share")
+        if to_stdout and skip_existing:
+            raise ConfigError("--skip-existing checks output files; -o - writes to standard output")
         codec = load_codec(model, str(distributed.rank_device(device, local_rank, ranks)))
         if quality is not None and not 1 <= quality <= codec.num_qualities:
             raise ConfigError(f"--quality must be between 1 and {codec.num_qualities} for this model")
@@ -129,90 +233,126 @@ def register(app: typer.Typer) -> None:
         if output is None and any(str(p) == "samples" and not p.exists() for p in images):
             output = "compressed/"  # never write next to files inside an installed package
         images = images if signals else expand_inputs(images)
+        if to_stdout:
+            _check_stdout(len(images), "a compressed file")
         many = len(images) > 1
         jobs = []
         for source in images:
             if signals and source.is_dir():
                 raise DataError(f"{source} is a folder; pass {codec.modality} files (e.g. a shell glob {source}/*)")
-            target = _output_for(source, output, EXTENSION, many)
-            if target.resolve() == source.resolve():
+            target = None if to_stdout else _output_for(source, output, EXTENSION, many)
+            if target is not None and target.resolve() == source.resolve():
                 raise MetasparseError(f"output {target} would overwrite its input")
             jobs.append((source, target))
-        if len({t.resolve() for _, t in jobs}) < len(jobs):
+        if not to_stdout and len({t.resolve() for _, t in jobs}) < len(jobs):
             raise MetasparseError("two inputs would be written to the same output; give them different names")
         # Every rank sees the same list in the same order and takes every ranks-th file.
         jobs = distributed.shard(jobs, rank, ranks)
         wanted = codec.default_quality if quality is None else quality
         if skip_existing:
-            jobs, skipped = distributed.skip_existing(jobs, lambda path: _verifies(codec, path, wanted))
-            for _, target in skipped:
-                console.print(f"skip {target} (exists and verifies)", markup=False, highlight=False)
+            jobs = _skip_verified(codec, jobs, wanted, force, console)
         for _, target in jobs:
-            _check_writable(target, force)
+            if target is not None:
+                _check_writable(target, force)
+        report = console if to_stdout else out  # standard output carries the file itself
         prefix = f"[rank {rank}/{ranks}] " if ranks > 1 else ""
         t0 = time.perf_counter()
         if signals:
             for source, target in jobs:
-                _compress_signal(codec, source, target, wanted, prefix)
+                _compress_signal(codec, source, target, wanted, prefix, force, report)
             what = "signal"
         else:
             # Chunks of files are fitted together and written before the next chunk is read, so
             # memory stays bounded and an interrupted run keeps every file it finished.
             for chunk in _chunks_by_patches(jobs, codec.patch_size, max_patches):
-                pictures = [read_image(s) for s, _ in chunk]
-                t_chunk = time.perf_counter()
+                pictures, read_seconds = [], []
+                for source, _ in chunk:
+                    t_read = time.perf_counter()
+                    pictures.append(read_image(source))
+                    read_seconds.append(time.perf_counter() - t_read)
+                t_fit = time.perf_counter()
                 results = codec.compress_images(pictures, wanted)
-                seconds = (time.perf_counter() - t_chunk) / len(chunk)
-                for (source, target), result in zip(chunk, results):
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    write_atomic(target, result.data)
-                    out.print(
-                        f"{prefix}{source.name} → {target}  {result.width}x{result.height}  "
+                fit_seconds = time.perf_counter() - t_fit
+                patches = [_patch_count(p.shape, codec.patch_size) for p in pictures]
+                for (source, target), result, reading, share in zip(chunk, results, read_seconds, patches):
+                    t_write = time.perf_counter()
+                    _publish(target, result.data, force)
+                    seconds = reading + fit_seconds * share / sum(patches) + time.perf_counter() - t_write
+                    report.print(
+                        f"{prefix}{source.name} → {target or 'standard output'}  {result.width}x{result.height}  "
                         f"{len(result.data):,} bytes  {result.bpp:.3f} bpp  PSNR {result.psnr:.2f} dB  "
                         f"quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s",
                         markup=False, highlight=False,
                     )
             what = "image"
-        out.print(f"{prefix}{len(jobs)} {what}(s) in {time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+        report.print(f"{prefix}{len(jobs)} {what}(s) in {time.perf_counter() - t0:.1f} s", markup=False,
+                     highlight=False)
 
     @app.command()
     def decompress(
         files: list[Path] = typer.Argument(..., help=f"{EXTENSION} files"),
-        output: str | None = typer.Option(None, "--output", "-o", help="output image (.png ...) or folder"),
+        output: str | None = typer.Option(None, "--output", "-o", help="output image (.png ...) or folder; "
+                                          "- for standard output (one file, PNG)"),
         model: str = typer.Option("default", "--model", "-m", help="the model the files were made with"),
         original: Path | None = typer.Option(None, "--original", help="original image (or folder) to report PSNR"),
         device: str = typer.Option("cpu", "--device"),
         force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
+        max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels",
+                                       help="refuse files of larger images (bounds decoding time and memory)"),
     ) -> None:
         """Decompress .mspz files to PNG images (signals of other modalities: .npy grids, .obj surfaces)."""
-        from ..data.images import save_image
         from ..metrics_image import psnr
         from .model import SignalCodec
 
+        if max_pixels < 1:
+            raise ConfigError("--max-pixels must be at least 1")
         codec = load_codec(model, device)
         if isinstance(codec, SignalCodec):
             if original is not None:
                 raise ConfigError("--original compares images; compress prints the PSNR of signals")
+            if output == STDOUT:
+                raise ConfigError(f"{codec.modality} signals decompress to .npy files; -o - is for images")
             _decompress_signals(codec, files, output, force)
             return
+        to_stdout = output == STDOUT
+        if to_stdout:
+            _check_stdout(len(files), "an image")
+        report = console if to_stdout else out
         many = len(files) > 1
+        # Every output and reference is checked before the first file is decoded.
+        plan = []
         for source in files:
             _check_compressed_file(source)
-            target = _output_for(source, output, ".png", many)
-            _check_writable(target, force)
-            t0 = time.perf_counter()
-            image = codec.decompress(source.read_bytes())
-            seconds = time.perf_counter() - t0
-            save_image(target, image)
-            h, w = image.shape[:2]
-            line = f"{source.name} → {target}  {w}x{h}  {8 * source.stat().st_size / (h * w):.3f} bpp  {seconds:.2f} s"
+            target = None if to_stdout else _output_for(source, output, ".png", many)
+            image_format = "PNG" if target is None else _image_format(target)
+            if target is not None:
+                _check_writable(target, force)
             reference = _reference_for(source, original)
             if reference is not None:
+                _check_reference_file(reference)
+            plan.append((source, target, image_format, reference))
+        if not to_stdout and len({t.resolve() for _, t, _, _ in plan}) < len(plan):
+            raise MetasparseError("two files would be decoded to the same output; give them different names")
+        for source, target, image_format, reference in plan:
+            data = source.read_bytes()
+            header = codec.read_header(data, max_pixels=None)
+            if header.num_pixels > max_pixels:
+                raise DataError(f"{source} holds a {header.width}x{header.height} image ({header.num_pixels:,} "
+                                f"pixels), over --max-pixels {max_pixels:,}; raise --max-pixels to decode it")
+            ref = None
+            if reference is not None:
                 ref = read_image(reference)
-                if ref.shape != image.shape:
-                    raise DataError(f"{reference} is {ref.shape[1]}x{ref.shape[0]}, the file decodes to {w}x{h}")
+                _check_reference_matches(reference, ref.shape, header)
+            t0 = time.perf_counter()
+            image = codec.decompress(data, max_pixels=max_pixels)
+            seconds = time.perf_counter() - t0
+            _publish(target, _encoded_image(image, image_format), force)
+            h, w = image.shape[:2]
+            line = (f"{source.name} → {target or 'standard output'}  {w}x{h}  "
+                    f"{8 * len(data) / (h * w):.3f} bpp  {seconds:.2f} s")
+            if ref is not None:
                 line += f"  PSNR {psnr(ref, image):.2f} dB"
-            out.print(line, markup=False, highlight=False)
+            report.print(line, markup=False, highlight=False)
 
     @app.command()
     def info(
@@ -226,7 +366,7 @@ def register(app: typer.Typer) -> None:
         for source in files:
             _check_compressed_file(source)
             data = source.read_bytes()
-            header, payload = unpack(data)
+            header, payload = unpack(data, max_pixels=None)
             line = (f"{source.name}: format {header.version}, {header.width}x{header.height}, "
                     f"{header.channels} channel(s), {header.bit_depth}-bit source, {header.patch_size}-pixel patches "
                     f"({header.num_patches:,}), quality {header.quality_index + 1}, {header.quant_bits}-bit shifts "
@@ -277,6 +417,10 @@ def register(app: typer.Typer) -> None:
             raise MetasparseError(f"output {output} would overwrite the trained network")
         _check_writable(output, force)
         trained = MetaModel.load(path)
+        kind = trained.config.problem.kind
+        if kind != "mscn-modulations":
+            raise ModelError(f"{path} is a {kind} network, without the gated modulations a codec sends; "
+                             f"codec-build needs an mscn-modulations network (e.g. the codec-photos preset)")
         try:
             sizes = sorted(int(b) for b in budgets.split(","))
         except ValueError:
@@ -320,30 +464,54 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rate-distortion: PSNR and MS-SSIM vs real bpp for our codec and classical codecs."""
         from .model import ImageCodec
-        from .rd import run_rd
+        from .rd import check_codec_names, run_rd
 
+        names = [c for c in codecs.split(",") if c]
+        check_codec_names(names)
+        if output.exists() and not output.is_dir():
+            raise MetasparseError(f"-o {output} is a file; rd writes a folder of tables and a plot")
+        _check_folder_writable(output, f"cannot write into {output}")
         codec = load_codec(model, device)
         if not isinstance(codec, ImageCodec):
             raise ConfigError(f"rd compares image codecs; {model} is a {codec.modality} model")
         source = data
         if data == "samples" and not Path(data).exists():  # the photos scikit-image installs
             source = [str(p) for p in expand_inputs([Path(data)])]
-        run_rd(codec, source, output, split=split, limit=limit, codecs=[c for c in codecs.split(",") if c],
+        run_rd(codec, source, output, split=split, limit=limit, codecs=names,
                log=lambda s: console.print(s, markup=False, highlight=False),
                label="samples" if source is not data else None)
         out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
                   markup=False, highlight=False)
 
 
-def _compress_signal(codec, source: Path, target: Path, quality: int, prefix: str) -> None:
+def _skip_verified(codec, jobs: list, quality: int, force: bool, console) -> list:
+    """The jobs whose output does not exist yet or, with ``force``, exists but does not verify.
+
+    An existing output that does not verify is reported as such, not as a file in the way."""
+    to_do = []
+    for source, target in jobs:
+        if not (target.exists() or target.is_symlink()):
+            to_do.append((source, target))
+            continue
+        problem = _verification_problem(codec, target, quality)
+        if problem is None:
+            console.print(f"skip {target} (exists and verifies)", markup=False, highlight=False)
+        elif force:
+            to_do.append((source, target))
+        else:
+            raise MetasparseError(f"{target} exists but does not verify ({problem}); pass --force with "
+                                  f"--skip-existing to replace it")
+    return to_do
+
+
+def _compress_signal(codec, source: Path, target: Path | None, quality: int, prefix: str, force: bool,
+                     report) -> None:
     """One file of the codec's modality (a mesh, an ``.npy`` grid) to ``target``: loaded as the
     model was trained (same modality, grid and options) but without the options that only multiply
     a training set (poses, rotations), so that a file is one signal, as stored."""
     import dataclasses
 
-    from ..cli import out
     from ..datasets import load_signal_set
-    from ..io import write_atomic
     from ..modality import get_modality
 
     if not source.exists():
@@ -358,10 +526,10 @@ def _compress_signal(codec, source: Path, target: Path, quality: int, prefix: st
     result = codec.compress_signals(signals, quality)[0]
     seconds = time.perf_counter() - t0
     metrics = _signal_metrics(codec, signals, [result])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, result.data)
+    _publish(target, result.data, force)
     extra = "".join(f"  {name} {values[0]:.4f}" for name, values in metrics.items())
-    out.print(f"{prefix}{source.name} → {target}  {len(result.data):,} bytes  {result.bits_per_value:.4f} bits/value  "
+    report.print(f"{prefix}{source.name} → {target or 'standard output'}  {len(result.data):,} bytes  "
+              f"{result.bits_per_value:.4f} bits/value  "
               f"PSNR {result.psnr:.2f} dB{extra}  quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s",
               markup=False, highlight=False)
 
@@ -388,7 +556,6 @@ def _decompress_signals(codec, files: list[Path], output: str | None, force: boo
 
     from ..cli import out
     from ..data import meshes
-    from ..io import write_atomic
 
     many = len(files) > 1
     for source in files:
@@ -405,8 +572,7 @@ def _decompress_signals(codec, files: list[Path], output: str | None, force: boo
         seconds = time.perf_counter() - t0
         buffer = _io.BytesIO()
         np.save(buffer, values)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, buffer.getvalue())
+        _publish(target, buffer.getvalue(), force)
         line = f"{source.name} → {target}  grid {'x'.join(map(str, values.shape[:-1]))}  {seconds:.2f} s"
         if shape:
             surface = meshes.extract_surface(values[..., 0], 0.5, inside_above=codec.modality == "voxels")
@@ -439,15 +605,17 @@ def _chunks_by_patches(jobs: list, patch_size: int, max_patches: int):
         yield chunk
 
 
-def _verifies(codec, target: Path, quality: int | None = None) -> bool:
-    """Whether ``target`` is a complete file of this model (and of ``quality``, when given)."""
-    if not target.exists():
-        return False
+def _verification_problem(codec, target: Path, quality: int | None = None) -> str | None:
+    """Why ``target`` is not a complete file of this model (and of ``quality``, when given); ``None`` if it is."""
     try:
-        header = codec.read_header(target.read_bytes())
-    except (BitstreamError, OSError):
-        return False
-    return quality is None or header.quality_index == quality - 1
+        header = codec.read_header(target.read_bytes(), max_pixels=None)
+    except BitstreamError as e:
+        return str(e)
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    if quality is not None and header.quality_index != quality - 1:
+        return f"it holds quality {header.quality_index + 1}, not {quality}"
+    return None
 
 
 def _reference_for(source: Path, original: Path | None) -> Path | None:
@@ -465,4 +633,5 @@ def _reference_for(source: Path, original: Path | None) -> Path | None:
     return original
 
 
-__all__ = ["BUNDLED", "EXTENSION", "bundled_model_path", "load_codec", "read_image", "register"]
+__all__ = ["BUNDLED", "DEFAULT_MAX_PIXELS", "EXTENSION", "bundled_model_path", "load_codec", "read_image",
+           "register"]

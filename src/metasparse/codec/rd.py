@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import load_image_list
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import write_atomic
 from ..metrics_image import ms_ssim, psnr
 from . import baselines
@@ -21,12 +21,22 @@ from .bitstream import unpack
 FIELDS = ["image", "codec", "quality", "bytes", "bpp", "payload_bpp", "psnr", "ms_ssim", "encode_s", "decode_s"]
 
 
+def check_codec_names(names) -> None:
+    """Refuse a classical codec this module does not know (installed or not), naming the known ones."""
+    unknown = [name for name in names if name not in baselines.CODEC_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown codec(s) {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(baselines.CODEC_NAMES)}")
+
+
 def run_rd(codec, data, output: Path, split=None, limit=None, codecs=(), log=lambda s: None,
            label: str | None = None) -> list[dict]:
     """Every quality of ``codec`` and of each classical codec on every image; writes CSVs and a plot.
 
-    ``data``: a folder, an image file, an ``.npz``, or a list of image files.
+    ``data``: a folder, an image file, an ``.npz``, or a list of image files. An unknown codec name
+    is refused before any work; a known one that is not installed here is skipped with a note.
     """
+    check_codec_names(codecs)
     label = label or (Path(data).name if isinstance(data, (str, Path)) else f"{len(data)} files")
     tensors, names = load_image_list(data, split=split, limit=limit)
     if not tensors:
