@@ -63,6 +63,13 @@ def test_a_file_round_trips_with_its_checksum(tmp_path):
     assert torch.equal(flat["a/w"], torch.arange(6.0).reshape(2, 3))
 
 
+def test_saving_the_header_of_a_loaded_file_again_gives_a_fresh_checksum(tmp_path):
+    ckpt.save(tmp_path / "a.safetensors", {"w": torch.ones(2)}, {"step": 1})
+    flat, info = ckpt.load(tmp_path / "a.safetensors")
+    ckpt.save(tmp_path / "b.safetensors", {"w": flat["w"] * 2}, info)  # the old checksum comes along
+    assert torch.equal(ckpt.load(tmp_path / "b.safetensors")[0]["w"], torch.full((2,), 2.0))
+
+
 def test_a_flipped_byte_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "m.safetensors"
     ckpt.save(path, {"w": torch.ones(16)}, {"step": 1})

@@ -124,7 +124,6 @@ def save(path: str | Path, tensors: dict[str, Any], info: dict[str, Any]) -> Non
     flat = {k: v.detach().contiguous().cpu() for k, v in flatten(tensors).items()}
     # The checksum is taken over the header as it will read back (tuples as lists, keys as strings).
     header = json.loads(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **info}))
-    header.pop(CHECKSUM_KEY, None)
     header[CHECKSUM_KEY] = content_checksum(flat, header)
     write_atomic(path, serialize(flat, metadata={"metasparse": json.dumps(header)}))
 

@@ -20,7 +20,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import distributed
-from .config import RunConfig
+from .config import PRUNABLE_KINDS, RunConfig
 from .datasets import BatchSource
 from .errors import ConfigError, MetasparseError, ModelError
 from .meta.engine import MetaLearner
@@ -296,7 +296,7 @@ class Trainer:
         return self.meta_model()
 
     def _needs_prune(self) -> bool:
-        if self.config.prune.rounds == 0 or self.config.problem.kind != "weights":
+        if self.config.prune.rounds == 0 or self.config.problem.kind not in PRUNABLE_KINDS:
             return False
         return phase_of(self.config, self.step) > self.round
 
