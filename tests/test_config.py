@@ -136,6 +136,8 @@ def test_removed_fields_are_skipped_in_old_files_but_refused_as_overrides():
     for removed in ("data.patches_per_epoch=1", "train.val_every=1", "train.val_signals=1"):
         with pytest.raises(ConfigError, match="unknown config field"):
             apply_overrides(small(), [removed])
+    with pytest.raises(ConfigError, match="expected one of steps, seed, device, log_every, checkpoint_every$"):
+        apply_overrides(small(), ["train.val_every=1"])  # the message lists the fields there are
 
 
 def test_the_bundled_models_configuration_still_loads():

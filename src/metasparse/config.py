@@ -354,7 +354,7 @@ def _from_dict(cls, d: dict[str, Any], where: str):
         if k in removed:
             continue
         if k not in names:
-            raise ConfigError(f"unknown config field {where}{k}")
+            raise ConfigError(f"unknown config field {where}{k}; expected one of {', '.join(sorted(names))}")
         value = _coerce_value(hints[k], v, f"{where}{k}")
         if _section_type(hints[k]) is None:  # checked before the class sees it (its own checks are terser)
             rule = allowed_values(cls, k)
@@ -442,15 +442,18 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
         parts = key.split(".")
         cls, node = RunConfig, d
         for part in parts[:-1]:
-            hint = typing.get_type_hints(cls).get(part)
-            section = _section_type(hint) if hint is not None else None
+            hints = typing.get_type_hints(cls)
+            section = _section_type(hints[part]) if part in hints else None
+            if section is None and part in hints:
+                raise ConfigError(f"invalid override {key!r}: {part!r} is a field, not a section")
             if section is None:
-                raise ConfigError(f"unknown config section {part!r} in {key!r}")
+                sections = ", ".join(name for name, hint in hints.items() if _section_type(hint) is not None)
+                raise ConfigError(f"unknown config section {part!r} in {key!r}; expected one of {sections}")
             if node[part] is None:  # an unset optional section (val_data) starts from its defaults
                 node[part] = {}
             cls, node = section, node[part]
         hints = typing.get_type_hints(cls)
         if parts[-1] not in hints:
-            raise ConfigError(f"unknown config field {key!r}")
+            raise ConfigError(f"unknown config field {key!r}; expected one of {', '.join(hints)}")
         node[parts[-1]] = _parse_override(hints[parts[-1]], raw)
     return RunConfig.from_dict(d)
