@@ -318,24 +318,24 @@ def _check_combinations(config: RunConfig) -> None:
     problem, prune = config.problem, config.prune
     if prune.rounds > 0 and problem.kind not in PRUNABLE_KINDS:
         raise ConfigError(
-            f"invalid prune.rounds = {prune.rounds}: problem.kind {problem.kind!r} cannot be pruned "
-            f"(only {', '.join(map(repr, PRUNABLE_KINDS))}); expected 0"
+            f"invalid prune.rounds = {prune.rounds}: problem.kind {_shown(problem.kind)} cannot be pruned "
+            f"(only {', '.join(map(_shown, PRUNABLE_KINDS))} can); expected 0"
         )
     if prune.rounds > 0 and prune.steps_per_round == 0:
         raise ConfigError(
             f"invalid prune.steps_per_round = 0 with prune.rounds = {prune.rounds}: expected an integer >= 1"
         )
     if problem.kind == "functa" and problem.latent_dim is None:
-        raise ConfigError("invalid problem.latent_dim = null: problem.kind 'functa' needs an integer >= 1")
+        raise ConfigError('invalid problem.latent_dim = null: problem.kind "functa" needs an integer >= 1')
     if problem.kind != "functa" and problem.latent_dim is not None:
         raise ConfigError(
-            f"invalid problem.latent_dim = {problem.latent_dim}: only problem.kind 'functa' has a latent; "
+            f'invalid problem.latent_dim = {problem.latent_dim}: only problem.kind "functa" has a latent; '
             "expected null"
         )
     if config.meta.algorithm == "reptile" and problem.kind != "weights":
         raise ConfigError(
-            f'invalid meta.algorithm = "reptile" with problem.kind {problem.kind!r}: Reptile only moves the '
-            'weights; expected "maml" or "fomaml"'
+            f'invalid meta.algorithm = "reptile" with problem.kind {_shown(problem.kind)}: '
+            'Reptile only moves the weights; expected "maml" or "fomaml"'
         )
 
 
