@@ -167,30 +167,32 @@ def format_markdown(title: str, rows: list[BenchRow]) -> str:
 def register(app) -> None:
     import typer
 
+    from .cli import device_name, finite_positive
+
     @app.command()
     def bench(
-        size: int = typer.Option(178, "--size", help="image side (the paper: 178)"),
-        width: int = typer.Option(256, "--width"),
-        depth: int = typer.Option(4, "--depth"),
-        w0: float = typer.Option(200.0, "--w0"),
-        batch: int = typer.Option(3, "--batch", help="signals per outer step"),
-        inner_steps: int = typer.Option(2, "--inner-steps"),
-        repeats: int = typer.Option(10, "--repeats"),
-        fit_signals_count: int = typer.Option(8, "--fit-signals"),
-        fit_steps: int = typer.Option(100, "--fit-steps"),
+        size: int = typer.Option(178, "--size", min=1, help="image side (the paper: 178)"),
+        width: int = typer.Option(256, "--width", min=1),
+        depth: int = typer.Option(4, "--depth", min=1),
+        w0: float = typer.Option(200.0, "--w0", callback=finite_positive),
+        batch: int = typer.Option(3, "--batch", min=1, help="signals per outer step"),
+        inner_steps: int = typer.Option(2, "--inner-steps", min=1),
+        repeats: int = typer.Option(10, "--repeats", min=1),
+        fit_signals_count: int = typer.Option(8, "--fit-signals", min=1),
+        fit_steps: int = typer.Option(100, "--fit-steps", min=0),
         compile: bool = typer.Option(True, "--compile/--no-compile", help="include the torch.compile variant"),
-        device: str = typer.Option("auto", "--device"),
+        device: str = typer.Option("auto", "--device", callback=device_name),
         json_out: Path | None = typer.Option(None, "--json", help="also write the rows as JSON"),
     ) -> None:
         """Benchmark the meta-learning step and fitting against naive loops (ratios from one run)."""
         from rich.console import Console
         from rich.table import Table
 
-        from .errors import ConfigError
+        from .cli import check_output_file
         from .training import resolve_device
 
-        if min(size, width, depth, batch, inner_steps, repeats, fit_signals_count) <= 0 or fit_steps < 0:
-            raise ConfigError("bench sizes must be positive")
+        if json_out is not None:
+            check_output_file(json_out, "--json file")
         console = Console(stderr=True)
         dev = resolve_device(device)
         hw = hardware_description(dev)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -28,15 +30,75 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
+# Option callbacks shared by every command: a value typer parses but no run can use is a usage
+# error (exit 2, with the usage line), found before any work starts.
+
+
+def finite_positive(value: float | None) -> float | None:
+    """Learning rates, durations, sizes: ``nan``, ``inf``, zero and negative values are refused."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value:g} is not a finite number greater than 0")
+    return value
+
+
+def decay_rate(value: float | None) -> float | None:
+    """An exponential-moving-average decay: in [0, 1)."""
+    if value is not None and not 0 <= value < 1:
+        raise typer.BadParameter(f"{value:g} is not in [0, 1)")
+    return value
+
+
+def device_name(value: str | None) -> str | None:
+    """``auto`` or a torch device string (cpu, cuda, cuda:1, mps ...); whether it exists is checked later."""
+    if value is None or value == "auto":
+        return value
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise typer.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    return value
+
+
+def _check_creatable(path: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder this process may write in."""
+    existing = path.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise MetasparseError(f"{what} {path} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MetasparseError(f"{what} {path} cannot be written: no permission to write in {existing}")
+
+
+def check_output_folder(folder: Path, what: str = "output folder") -> None:
+    """Refuse, before any work, a folder that cannot be created or written (a file in the way, no
+    permission): otherwise the run would fail only when it writes its first result."""
+    if folder.exists() and not folder.is_dir():
+        raise MetasparseError(f"{what} {folder} is a file, not a folder")
+    if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise MetasparseError(f"{what} {folder} cannot be written: no permission")
+        return
+    _check_creatable(folder, what)
+
+
+def check_output_file(path: Path, what: str = "output file") -> None:
+    """As ``check_output_folder``, for a file that will be written."""
+    if path.is_dir():
+        raise MetasparseError(f"{what} {path} is a folder, not a file")
+    _check_creatable(path, what)
+
+
 @app.callback()
 def _global_options(
     threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads for torch (1 is often fastest on a busy or 2-core machine)"
+        None, "--threads", min=1,
+        help="CPU threads for torch (1 is often fastest on a busy or 2-core machine)",
     ),
 ) -> None:
     if threads is not None:
-        if threads < 1:
-            raise MetasparseError("--threads must be at least 1")
         import torch
 
         torch.set_num_threads(threads)
@@ -98,12 +160,18 @@ def train(
     val_data: str | None = typer.Option(None, "--val-data", help="validation data evaluated at the end"),
     data_root: Path | None = typer.Option(None, "--data-root", help="folder that preset data paths are relative to"),
     out_dir: Path | None = typer.Option(None, "--out", "-o", help="run directory (default runs/PRESET)"),
-    steps: int | None = typer.Option(None, "--steps", help="outer steps before pruning (overrides the preset)"),
-    seed: int | None = typer.Option(None, "--seed"),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 or auto"),
+    steps: int | None = typer.Option(
+        None, "--steps", min=0, help="outer steps before pruning (overrides the preset)"
+    ),
+    seed: int | None = typer.Option(None, "--seed", min=0),
+    device: str | None = typer.Option(
+        None, "--device", callback=device_name, help="cpu, cuda, cuda:1 or auto"
+    ),
     overrides: list[str] = typer.Option([], "--set", help="override a config field: section.field=value"),
     fresh: bool = typer.Option(False, "--fresh", help="ignore an existing checkpoint in the run directory"),
-    time_budget: float | None = typer.Option(None, "--time-budget", help="stop (and checkpoint) after this many minutes"),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", callback=finite_positive, help="stop (and checkpoint) after this many minutes"
+    ),
     evaluate_after: bool = typer.Option(True, "--evaluate/--no-evaluate", help="fit the validation data at the end"),
 ) -> None:
     """Meta-train a model; re-running the same command resumes from the last checkpoint.
@@ -121,12 +189,15 @@ def train(
 
     if preset.endswith(".json"):
         p = Path(preset)
-        if not p.exists():
-            raise MetasparseError(f"config file not found: {p}")
+        if not p.is_file():
+            raise MetasparseError(f"config file not found: {p}" if not p.exists() else f"{p} is not a file")
         try:
-            config = cfgmod.RunConfig.from_dict(json.loads(p.read_text()))
-        except json.JSONDecodeError as e:
+            fields = json.loads(p.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise MetasparseError(f"{p} is not valid JSON ({e})") from None
+        if not isinstance(fields, dict):
+            raise MetasparseError(f"{p} is not a run configuration (a JSON object of sections)")
+        config = cfgmod.RunConfig.from_dict(fields)
     else:
         config = get_preset(preset)
     sets = list(overrides)
@@ -147,6 +218,7 @@ def train(
             config, [f"val_data.path={json.dumps(resolve_data_path(config.val_data.path, data_root))}"]
         )
     run_dir = out_dir or Path("runs") / config.name
+    check_output_folder(run_dir, "run directory")
     world, dev = distributed.init_from_env(config.train.device)  # one process unless started by torchrun
     say = console.print if world.is_main else (lambda *args, **kwargs: None)
     ranks = f" x {world.size} process{'es' if world.size > 1 else ''} ({world.backend})" if world.distributed else ""
@@ -248,33 +320,41 @@ def evaluate(
     model: Path = typer.Argument(..., help="a model.safetensors written by `metasparse train`"),
     data: str = typer.Option(..., "--data", help="test data: folder, file, .npz or 'samples'"),
     out_dir: Path | None = typer.Option(None, "--out", "-o", help="where results.json / per_signal.csv go"),
-    steps: int | None = typer.Option(None, "--steps", help="fitting steps (default: the model's config)"),
-    lr: float | None = typer.Option(None, "--lr"),
-    optimizer: str | None = typer.Option(None, "--optimizer", help="adam, sgd, or inner (the learned rule)"),
-    limit: int | None = typer.Option(None, "--limit", help="use the first N signals"),
+    steps: int | None = typer.Option(
+        None, "--steps", min=0, help="fitting steps (default: the model's config)"
+    ),
+    lr: float | None = typer.Option(None, "--lr", callback=finite_positive),
+    optimizer: Literal["adam", "sgd", "inner"] | None = typer.Option(
+        None, "--optimizer", help="adam, sgd, or inner (the learned rule)"
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="use the first N signals"),
     transform: str | None = typer.Option(
         None, "--transform", help="e.g. resize_short_crop:200,178; other modalities: options such as size=64"
     ),
     split: str | None = typer.Option(None, "--split"),
-    ema: float | None = typer.Option(None, "--ema", help="EMA decay of the iterates (MSCN App. D.2)"),
+    ema: float | None = typer.Option(
+        None, "--ema", callback=decay_rate, help="EMA decay of the iterates (MSCN App. D.2)"
+    ),
     grid: Path | None = typer.Option(
         None, "--grid", help="write a PNG of originals and reconstructions (3D shapes: and OBJ meshes beside it)"
     ),
-    device: str = typer.Option("auto", "--device"),
+    device: str = typer.Option("auto", "--device", callback=device_name),
 ) -> None:
     """Fit a meta-learned model to test signals and report PSNR mean ± std."""
     from dataclasses import replace
 
     from .training import MetaModel, resolve_device
 
+    out_dir = out_dir or model.parent / "eval"
+    check_output_folder(out_dir)
+    if grid is not None:
+        check_output_file(grid, "--grid image")
     cfg = MetaModel.load(model).config
     fit = cfg.fit
     for key, value in (("steps", steps), ("lr", lr), ("optimizer", optimizer), ("ema_decay", ema)):
         if value is not None:
             fit = replace(fit, **{key: value})
-    if fit.steps < 0:
-        raise MetasparseError("--steps must be >= 0")
-    _evaluate(model, data, out_dir or model.parent / "eval", fit=fit, limit=limit, transform=transform, split=split,
+    _evaluate(model, data, out_dir, fit=fit, limit=limit, transform=transform, split=split,
               grid=grid, device=resolve_device(device))
 
 
@@ -284,17 +364,35 @@ for _module in ("metasparse.bench", "metasparse.experiments.cli", "metasparse.co
         importlib.import_module(_module).register(app)
 
 
+def _program_name() -> str:
+    """What the usage line calls the program: ``python -m metasparse.cli`` when run that way."""
+    started_as = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m metasparse.cli" if started_as in ("cli.py", "__main__.py") else "metasparse"
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    # The command is run here rather than through ``app()``: in its non-standalone mode typer turns
+    # Ctrl-C into a returned exit code, which would lose the message below.
     try:
-        app(args=argv, standalone_mode=False)
-    except typer.Exit as e:
+        command = typer.main.get_command(app)
+        with command.make_context(_program_name(), args) as ctx:
+            command.invoke(ctx)
+    except typer.Exit as e:  # --help, and commands that stop early on purpose
         sys.exit(e.exit_code)
-    except typer.Abort:
+    except (typer.Abort, EOFError):
         console.print("aborted")
         sys.exit(130)
-    except typer.TyperException as e:  # usage errors (exit 2) and the other errors typer reports itself
-        e.show() if hasattr(e, "show") else console.print(f"error: {e.format_message()}", markup=False)
+    except typer.TyperException as e:  # usage errors (exit 2, with the usage line) and typer's own errors
+        if hasattr(e, "show"):
+            e.show()
+        else:
+            console.print(f"error: {e.format_message()}", markup=False, highlight=False)
         sys.exit(e.exit_code)
+    except BrokenPipeError:  # `metasparse ... | head`: the reader left; nothing more to say to it
+        # The recipe of Python's signal docs: the flush at exit would fail on the closed pipe again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted (the last checkpoint is kept; re-run the command to resume)")
         sys.exit(130)
@@ -305,7 +403,8 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)
     except torch_oom_errors() as e:
-        console.print(f"error: out of memory ({str(e).splitlines()[0]}); use a smaller batch", markup=False)
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        console.print(f"error: out of memory ({first}); use a smaller batch", markup=False, highlight=False)
         sys.exit(1)
     except Exception as e:  # a bug, not a user error: still one line, the traceback on request
         if os.environ.get("METASPARSE_DEBUG"):

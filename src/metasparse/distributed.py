@@ -308,16 +308,17 @@ def all_reduce_seconds(numel: int, repeats: int = 10, device: torch.device | Non
 def register(app) -> None:
     import typer
 
+    from .cli import device_name, finite_positive
+
     @app.command("dist-info")
     def dist_info(
-        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto"),
-        megabytes: float = typer.Option(4.0, "--megabytes", help="size of the timed all-reduce"),
+        device: str = typer.Option("auto", "--device", callback=device_name, help="cpu, cuda or auto"),
+        megabytes: float = typer.Option(4.0, "--megabytes", max=4096.0, callback=finite_positive,
+                                        help="size of the timed all-reduce (at most 4096)"),
     ) -> None:
         """Check a torchrun launch: ranks, hosts and devices, and the time of one all-reduce."""
         from .cli import out
 
-        if megabytes <= 0:
-            raise ConfigError("--megabytes must be positive")
         w, dev = init_from_env(device)
         if not w.distributed:
             out.print(f"one process on {dev} (not started by torchrun; see docs/distributed.md)")

@@ -4,12 +4,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
+
+
+def known_experiments() -> dict[str, dict]:
+    """Every experiment name with the scales it runs at."""
+    from .mscn import MSCN_EXPERIMENTS, MSCN_SCALES
+    from .runner import EXPERIMENTS, SCALES
+    from .variants import TICKET_SCALES, VARIANT_EXPERIMENTS
+
+    known = {name: SCALES for name in EXPERIMENTS}
+    known.update({name: MSCN_SCALES for name in MSCN_EXPERIMENTS})
+    for name in VARIANT_EXPERIMENTS:
+        known[name] = TICKET_SCALES if name == "winning-ticket" else SCALES
+    return known
+
+
+def check_experiment(name: str, scale: str) -> None:
+    """An unknown name or scale is refused before anything runs, naming what there is."""
+    from ..errors import ConfigError
+
+    known = known_experiments()
+    if name not in known:
+        raise ConfigError(
+            f"unknown experiment {name!r}; available: {', '.join(known)} (metasparse experiment --list)"
+        )
+    if scale not in known[name]:
+        raise ConfigError(f"unknown scale {scale!r} for {name}; available: {', '.join(known[name])}")
+
 
 def register(app) -> None:
-    import typer
+    from ..cli import device_name
 
     @app.command()
     def experiment(
+        ctx: typer.Context,
         name: str | None = typer.Argument(None, help="experiment name (see --list)"),
         scale: str = typer.Option("cpu", "--scale", help="cpu | cpu-deep | gpu | paper (MSCN experiments: cpu | gpu | paper)"),
         data: str | None = typer.Option(None, "--data", help="training images (folder)"),
@@ -17,9 +46,11 @@ def register(app) -> None:
             None, "--val-data", help="test images (default: the sibling 'val' folder of a '.../train' --data)"
         ),
         out_dir: str | None = typer.Option(None, "--out", "-o", help="output folder (default runs/experiments/NAME)"),
-        seeds: int | None = typer.Option(None, "--seeds", help="number of seeds (default: the scale's)"),
-        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto"),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch"),
+        seeds: int | None = typer.Option(
+            None, "--seeds", min=1, help="number of seeds (default: the scale's)"
+        ),
+        device: str = typer.Option("auto", "--device", callback=device_name, help="cpu, cuda or auto"),
+        threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch"),
         list_: bool = typer.Option(False, "--list", help="list the experiments and scales"),
         hq_data: str | None = typer.Option(
             None, "--hq-data", help="MSCN experiments: CelebA-HQ faces as a second test set"
@@ -33,7 +64,6 @@ def register(app) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..errors import MetasparseError
         from ..training import resolve_device
         from .mscn import MSCN_EXPERIMENTS, run_mscn_experiment
         from .runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
@@ -68,8 +98,9 @@ def register(app) -> None:
                           str(ts.images))
             out.print(w)
             return
+        check_experiment(name, scale)
         if data is None:
-            raise MetasparseError("--data is required (a folder of training images)")
+            ctx.fail("Missing option '--data' (the training images of the experiment).")
         if threads:
             torch.set_num_threads(threads)
         run_dir = Path(out_dir) if out_dir else Path("runs") / "experiments" / name
