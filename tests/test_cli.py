@@ -71,3 +71,76 @@ def test_corrupt_model_and_wrong_data_are_refused(tmp_path):
     (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     r = run_cli("train", "demo", "--data", data, "--steps", "1", "--out", tmp_path / "r")
     assert r.returncode == 1 and "Traceback" not in r.stderr and "broken.png" in r.stderr
+
+
+@pytest.fixture
+def extra_command(monkeypatch):
+    """Adds a command to the CLI for one test (main() builds the command tree on each call)."""
+    from metasparse.cli import app
+
+    monkeypatch.setattr(app, "registered_commands", list(app.registered_commands))
+    return lambda function: app.command("probe")(function)
+
+
+def run_in_process(args):
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    return stopped.value.code
+
+
+@pytest.mark.parametrize(
+    "raised, code, message",
+    [
+        (KeyboardInterrupt(), 130, "interrupted (the last checkpoint is kept"),
+        (__import__("typer").Exit(4), 4, None),
+        (__import__("typer").Abort(), 130, "aborted"),
+        (BrokenPipeError(), 1, None),
+        (ZeroDivisionError("a bug"), 3, "internal error: ZeroDivisionError: a bug"),
+    ],
+    ids=["ctrl-c", "exit-code", "abort", "broken-pipe", "bug"],
+)
+def test_how_a_command_ends_is_its_exit_code(extra_command, capsys, raised, code, message):
+    """typer turns Ctrl-C and Exit into a returned code in its non-standalone mode; main() keeps both."""
+
+    @extra_command
+    def probe() -> None:
+        raise raised
+
+    assert run_in_process(["probe"]) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if message is None:
+        assert err == ""
+    else:
+        assert err.strip().splitlines() == [line for line in err.strip().splitlines() if message in line]
+
+
+def test_a_usage_error_raised_by_a_command_shows_the_usage(extra_command, capsys):
+    import typer
+
+    @extra_command
+    def probe(ctx: typer.Context) -> None:
+        ctx.fail("Missing option '--data'.")
+
+    assert run_in_process(["probe"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: metasparse probe")
+    assert err.rstrip().endswith("Error: Missing option '--data'.")
+
+
+def test_experiment_names_the_unknown_experiment_before_anything_else(capsys):
+    """It used to ask for --data first, then print its banner and name only the fig2/fig3 experiments."""
+    assert run_in_process(["experiment", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown experiment 'nosuch'" in err
+    for known in ("fig2", "mscn-functa", "winning-ticket", "cross-dataset"):
+        assert known in err
+
+
+def test_output_folders_are_checked_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code = run_in_process(["train", "demo", "--data", str(tmp_path), "--out", str(blocker / "run")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: run directory {blocker / 'run'} cannot be created: {blocker} is a file"

@@ -75,7 +75,8 @@ def test_the_declared_check_sees_an_undeclared_import(tmp_path):
     """The check above maps import names to distributions; a package only pulled in by another
     (click by old typer, scipy by scikit-image) must count as undeclared."""
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    import click\n    from scipy.spatial import cKDTree\n    from . import x\n")
+    module.write_text("def f():\n    import click\n    from scipy.spatial import cKDTree\n"
+                      "    from . import sibling\n")
     assert imported_top_level_names(module) == {"click", "scipy"}
     assert "click" not in declared_distributions()
 

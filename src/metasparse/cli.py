@@ -366,8 +366,9 @@ for _module in ("metasparse.bench", "metasparse.experiments.cli", "metasparse.co
 
 def _program_name() -> str:
     """What the usage line calls the program: ``python -m metasparse.cli`` when run that way."""
-    started_as = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    return "python -m metasparse.cli" if started_as in ("cli.py", "__main__.py") else "metasparse"
+    started_as = sys.argv[0] if sys.argv else ""
+    as_module = started_as.endswith(".py") and Path(started_as).resolve() == Path(__file__).resolve()
+    return "python -m metasparse.cli" if as_module else "metasparse"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -391,7 +392,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except BrokenPipeError:  # `metasparse ... | head`: the reader left; nothing more to say to it
         # The recipe of Python's signal docs: the flush at exit would fail on the closed pipe again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor has nothing to flush there
+            pass
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted (the last checkpoint is kept; re-run the command to resume)")
