@@ -144,3 +144,15 @@ def test_output_folders_are_checked_before_any_work(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert err.strip() == f"error: run directory {blocker / 'run'} cannot be created: {blocker} is a file"
+
+
+def test_messages_are_printed_verbatim(extra_command, capsys):
+    """rich turned ``slice:A:B`` in a split's message into ``slice🅰B`` (an emoji code)."""
+    from metasparse.errors import DataError
+
+    @extra_command
+    def probe() -> None:
+        raise DataError("unknown split; available: slice:A:B, [bold]x[/bold]")
+
+    assert run_in_process(["probe"]) == 1
+    assert capsys.readouterr().err == "error: unknown split; available: slice:A:B, [bold]x[/bold]\n"

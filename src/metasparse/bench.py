@@ -193,7 +193,7 @@ def register(app) -> None:
 
         if json_out is not None:
             check_output_file(json_out, "--json file")
-        console = Console(stderr=True)
+        console = Console(stderr=True, emoji=False)
         dev = resolve_device(device)
         hw = hardware_description(dev)
         console.print(f"[bold]metasparse bench[/] on {hw}")
@@ -201,7 +201,7 @@ def register(app) -> None:
         rows = run_meta_step_bench(size, width, depth, w0, batch, inner_steps, dev, repeats, 2, compile,
                                    log=console.print)
         fit_rows = run_fit_bench(size, width, depth, w0, fit_signals_count, fit_steps, dev, log=console.print)
-        out = Console()
+        out = Console(emoji=False)
         for title, rs in ((f"outer step (second order): {shape}", rows),
                           (f"fitting: {fit_signals_count} signals x {fit_steps} Adam steps", fit_rows)):
             t = Table(title=title)

@@ -26,8 +26,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Meta-learned sparse implicit neural representations (Meta-SparseINR, MSCN) and a codec built on them.",
 )
-console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# Messages quote paths and options verbatim: "slice:A:B" must not become an emoji.
+console = Console(stderr=True, soft_wrap=True, emoji=False)
+out = Console(soft_wrap=True, emoji=False)
 
 
 # Option callbacks shared by every command: a value typer parses but no run can use is a usage

@@ -69,8 +69,8 @@ def register(app) -> None:
         from .runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
         from .variants import TICKET_SCALES, VARIANT_EXPERIMENTS, run_variant_experiment, summary
 
-        out = Console()
-        err = Console(stderr=True)
+        out = Console(emoji=False)
+        err = Console(stderr=True, emoji=False)
         if list_ or name is None:
             t = Table(title="experiments (metasparse experiment NAME --scale S --data PATH)")
             t.add_column("name", style="bold")
