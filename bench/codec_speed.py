@@ -1,9 +1,15 @@
 """Encoding and decoding time per image for the codec, beside JPEG and WebP measured in the same run.
 
     python bench/codec_speed.py [--model default] [--device cpu] [--image PATH] [--repeats 3]
+    python bench/codec_speed.py --worst-file worst.mspz [--size 7071x7071]
 
 Without ``--image`` the image is a 768x512 crop of scikit-image's ``rocket`` photo (the size the
 project's CPU target is stated for: compress < 30 s, decompress < 2 s on a 2-core CPU).
+
+``--worst-file`` writes, instead, the smallest valid file of an image of ``--size`` (width x
+height): every patch at the lowest quality holding the most probable symbol at every position,
+the fewest payload bits the decoder accepts for that many patches. Decoding it costs what the
+largest image ``decompress`` accepts costs (7071x7071 is just under its default --max-pixels).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import numpy as np
 import torch
 
 from metasparse.codec import baselines
+from metasparse.codec.bitstream import Header, pack, patch_grid
 from metasparse.codec.cli import load_codec
+from metasparse.codec.entropy import encode
 from metasparse.data.images import load_image
 from metasparse.data.samples import sample_images
 
@@ -31,6 +39,19 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
+def worst_file(codec, width: int, height: int) -> bytes:
+    """The smallest valid file of a ``width`` x ``height`` image (see the module docstring)."""
+    level = codec.levels[0]
+    frequencies = level.symbol_model.frequencies
+    most_probable = np.broadcast_to(frequencies.argmax(axis=1), (level.budget,))
+    rows, columns = patch_grid(height, width, codec.patch_size)
+    symbols = np.tile(most_probable, (rows * columns, 1))
+    header = Header(model_id=codec.model_id, height=height, width=width, channels=3, bit_depth=8,
+                    patch_size=codec.patch_size, quality_index=0, quant_bits=level.quantizer.bits,
+                    clip_std=level.quantizer.clip_std)
+    return pack(header, encode(symbols, level.symbol_model), max_pixels=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
@@ -38,9 +59,20 @@ def main() -> None:
     parser.add_argument("--image", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--worst-file", default=None, help="write the smallest valid file of --size and stop")
+    parser.add_argument("--size", default="7071x7071", help="width x height of --worst-file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.worst_file:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        codec = load_codec(args.model)
+        data = worst_file(codec, width, height)
+        with open(args.worst_file, "wb") as file:
+            file.write(data)
+        codec.read_header(data, max_pixels=None)  # the decoder's checks accept it
+        print(f"{args.worst_file}: {width}x{height}, {len(data):,} bytes, {8 * len(data) / (width * height):.4f} bpp")
+        return
     if args.image:
         image = load_image(args.image)
     else:
