@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from metasparse.codec import baselines
-from metasparse.codec.bitstream import Header, pack, patch_grid
-from metasparse.codec.cli import load_codec
-from metasparse.codec.entropy import encode
+from metasparse.codec.format.bitstream import Header, pack, patch_grid
+from metasparse.cli.codec import load_codec
+from metasparse.codec.format.entropy import encode
 from metasparse.data.images import load_image
 from metasparse.data.samples import sample_images
 

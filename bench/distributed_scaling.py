@@ -5,7 +5,7 @@
 
 ``--runs`` lists ``PROCESSESxGLOBAL_BATCH``: ``1x4,2x4`` is strong scaling (the same global batch
 split over 2 ranks), ``2x8`` weak scaling (the same per-rank batch). Each run is a real ``Trainer``
-joined to a process group through ``metasparse.distributed.init_from_env`` (gloo on CPU, NCCL on
+joined to a process group through ``metasparse.training.distributed.init_from_env`` (gloo on CPU, NCCL on
 GPUs, one GPU per rank), started with ``torch.multiprocessing.spawn``; a one-process run is the
 plain single-process trainer. Measured per outer step, after warm-up steps: wall time on rank 0,
 and the time inside the gradient all-reduce (which includes waiting for the slowest rank), beside a
@@ -49,12 +49,12 @@ def worker(rank: int, procs: int, batch: int, opts: dict, port: int, result: str
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(procs), LOCAL_RANK=str(rank),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(opts["threads"])
-    from metasparse import distributed
+    from metasparse.training import distributed
     from metasparse.config import DataConfig, RunConfig, TrainConfig
-    from metasparse.datasets import BatchSource
+    from metasparse.modalities.loading import BatchSource
     from metasparse.meta.engine import MetaConfig
-    from metasparse.models.siren import ModelConfig
-    from metasparse.training import Trainer
+    from metasparse.nn.siren import ModelConfig
+    from metasparse.training.trainer import Trainer
 
     world, dev = distributed.init_from_env(opts["device"])
     never = 10**9  # no logging or checkpoints inside the timed steps

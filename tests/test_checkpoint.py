@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import metasparse
-from metasparse import checkpoint as ckpt
+from metasparse.utils import tensorfile as ckpt
 from metasparse.config import DataConfig, RunConfig, TrainConfig
-from metasparse.datasets import BatchSource
+from metasparse.modalities.loading import BatchSource
 from metasparse.errors import ModelError
 from metasparse.meta.engine import MetaConfig
-from metasparse.models.siren import ModelConfig
-from metasparse.training import MetaModel, Trainer
+from metasparse.nn.siren import ModelConfig
+from metasparse.training.trainer import MetaModel, Trainer
 
 BUNDLED = Path(metasparse.__file__).parent / "pretrained" / "codec-default.safetensors"
 

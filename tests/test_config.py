@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import metasparse
-from metasparse import checkpoint as ckpt
+from metasparse.utils import tensorfile as ckpt
 from metasparse.config import (
     ALLOWED,
     DataConfig,
@@ -19,7 +19,7 @@ from metasparse.config import (
 from metasparse.errors import ConfigError
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
-from metasparse.models.siren import ModelConfig
+from metasparse.nn.siren import ModelConfig
 from metasparse.presets import get_preset, list_presets
 
 BUNDLED = Path(metasparse.__file__).parent / "pretrained" / "codec-default.safetensors"
@@ -146,7 +146,7 @@ def test_the_bundled_models_configuration_still_loads():
 
 
 def test_the_trainer_validates_a_config_made_in_code_before_any_work(tmp_path):
-    from metasparse.training import Trainer
+    from metasparse.training.trainer import Trainer
 
     bad = dataclasses.replace(small(), meta=MetaConfig(algorithm="fomal"))
     with pytest.raises(ConfigError, match="meta.algorithm"):
@@ -156,7 +156,7 @@ def test_the_trainer_validates_a_config_made_in_code_before_any_work(tmp_path):
 
 def test_evaluate_refuses_a_bad_fitting_setting_before_fitting(tiny_signals):
     from metasparse.evaluation import evaluate
-    from metasparse.training import MetaModel
+    from metasparse.training.trainer import MetaModel
 
     config = RunConfig(model=ModelConfig(width=8, depth=2, w0=30.0))
     model = MetaModel(config, {"theta": {}})

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from metasparse import distributed
-from metasparse.distributed import World, batch_slice, shard, skip_existing
+from metasparse.training import distributed
+from metasparse.training.distributed import World, batch_slice, shard, skip_existing
 from metasparse.errors import ConfigError, MetasparseError
-from metasparse.training import MetaModel
+from metasparse.training.trainer import MetaModel
 
 STEPS = 6
 TRAIN = ["--threads", "1", "train", "demo", "--steps", str(STEPS), "--device", "cpu", "--seed", "3", "--no-evaluate",
@@ -115,7 +115,7 @@ COLLECTIVES = textwrap.dedent("""
     import sys
 
     import torch
-    from metasparse import distributed as d
+    from metasparse.training import distributed as d
 
     torch.set_num_threads(1)
     w, dev = d.init_from_env("cpu")

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from metasparse.config import DataConfig, PruneConfig, RunConfig, TrainConfig, apply_overrides
-from metasparse.datasets import BatchSource
+from metasparse.modalities.loading import BatchSource
 from metasparse.errors import ConfigError, ModelError
 from metasparse.meta.engine import MetaConfig
-from metasparse.models.siren import ModelConfig
-from metasparse.training import MetaModel, Trainer
+from metasparse.nn.siren import ModelConfig
+from metasparse.training.trainer import MetaModel, Trainer
 
 
 def tiny_config(**prune) -> RunConfig:

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
-from .meta.engine import MetaConfig
-from .meta.fit import FitConfig
-from .models.siren import ModelConfig
+from metasparse.errors import ConfigError
+from metasparse.meta.engine import MetaConfig
+from metasparse.meta.fit import FitConfig
+from metasparse.nn.siren import ModelConfig
 
 # The only problem kind whose weights the trainer prunes (Meta-SparseINR's Algorithm 1).
 PRUNABLE_KINDS = ("weights",)
@@ -217,13 +217,13 @@ def _device_name(value) -> bool:
 
 
 def _problem_kinds() -> list[str]:
-    from .problems_registry import available_problems  # imports this module: only once it is loaded
+    from metasparse.problems_registry import available_problems  # imports this module: only once it is loaded
 
     return available_problems()
 
 
 def _modalities() -> list[str]:
-    from .datasets import _LOADERS, _load_modalities
+    from metasparse.modalities.loading import _LOADERS, _load_modalities
 
     _load_modalities()
     return ["image", *sorted(_LOADERS)]

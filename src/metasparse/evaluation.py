@@ -1,7 +1,7 @@
 """Evaluate a meta-learned model: fit K steps on test signals, report PSNR mean ± std.
 
 PSNR is reported for every modality; a modality's own metrics (voxel accuracy, Chamfer distance,
-...; see :mod:`metasparse.modality`) are added under ``metrics``.
+...; see :mod:`metasparse.modalities.base`) are added under ``metrics``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import validate_section
-from .data.signals import SignalSet
-from .errors import DataError
-from .io import write_atomic
-from .meta.fit import FitConfig, FitResult, fit_signals
-from .modality import get_modality
-from .training import MetaModel
+from metasparse.config import validate_section
+from metasparse.data.signals import SignalSet
+from metasparse.errors import DataError
+from metasparse.utils.fileio import write_atomic
+from metasparse.meta.fit import FitConfig, FitResult, fit_signals
+from metasparse.modalities.base import get_modality
+from metasparse.training.trainer import MetaModel
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import RunConfig
-from .errors import ConfigError
-from .meta.problems import MetaProblem, ModulationProblem, WeightsProblem
-from .models.siren import CoordinateNetwork, build_model
+from metasparse.config import RunConfig
+from metasparse.errors import ConfigError
+from metasparse.meta.problems.base import MetaProblem, ModulationProblem, WeightsProblem
+from metasparse.nn.siren import CoordinateNetwork, build_model
 
 ProblemBuilder = Callable[[RunConfig, CoordinateNetwork, "dict | None"], MetaProblem]
 _BUILDERS: dict[str, ProblemBuilder] = {}
@@ -53,5 +53,5 @@ def _load_extensions() -> None:
     import importlib
     import importlib.util
 
-    if importlib.util.find_spec("metasparse.meta.mscn") is not None:
-        importlib.import_module("metasparse.meta.mscn")
+    if importlib.util.find_spec("metasparse.meta.problems.gated") is not None:
+        importlib.import_module("metasparse.meta.problems.gated")

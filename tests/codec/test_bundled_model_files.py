@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.codec.bitstream import unpack
-from metasparse.codec.cli import load_codec
+from metasparse.codec.format.bitstream import unpack
+from metasparse.cli.codec import load_codec
 
 DATA = Path(__file__).parent / "data"
 EXPECTED = json.loads((DATA / "bundled-model-files.json").read_text())["files"]

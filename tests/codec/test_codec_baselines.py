@@ -12,7 +12,7 @@ from metasparse.codec.baselines import (
     unavailable_codecs,
 )
 from metasparse.errors import ConfigError
-from metasparse.metrics_image import psnr
+from metasparse.metrics import psnr
 
 AVAILABLE = available_codecs()
 

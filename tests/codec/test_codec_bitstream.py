@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.codec.bitstream import (
+from metasparse.codec.format.bitstream import (
     FORMAT_VERSION,
     MIN_FILE_BYTES,
     Header,
@@ -19,13 +19,13 @@ from metasparse.codec.bitstream import (
     unpack,
 )
 from metasparse.errors import BitstreamError
-from metasparse.io import write_atomic
+from metasparse.utils.fileio import write_atomic
 
 MODEL_ID = bytes(range(16))
 OTHER_MODEL_ID = bytes(range(16, 32))
 V1_LAYOUT = struct.Struct("<4sB16sIIBBHBBfII")
 
-# Byte offsets of version 1's header fields (see the layout in metasparse.codec.bitstream).
+# Byte offsets of version 1's header fields (see the layout in metasparse.codec.format.bitstream).
 OFFSET_HEIGHT, OFFSET_WIDTH, OFFSET_PATCHES, OFFSET_PAYLOAD_LENGTH = 21, 25, 39, 43
 # Version 2 of a 70x45 image: magic 0-3, version 4, id 5-12, height 13, width 14, channels/depth 15,
 # quality 16, patch size 17, bits 18, clip 19-20, payload from 21.

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from metasparse.codec.entropy import (
+from metasparse.codec.format.entropy import (
     FREQUENCY_TOTAL,
     SymbolModel,
     decode,

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from metasparse.cli import main
-from metasparse.codec.bitstream import pack, unpack
-from metasparse.codec.cli import load_codec
+from metasparse.codec.format.bitstream import pack, unpack
+from metasparse.cli.codec import load_codec
 from metasparse.errors import MetasparseError
 
 CASES = int(os.environ.get("METASPARSE_FUZZ_CASES", "300"))

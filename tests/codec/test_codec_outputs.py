@@ -21,15 +21,15 @@ from PIL import Image
 
 from metasparse.cli import main
 from metasparse.codec import model as codec_model
-from metasparse.codec.bitstream import pack, unpack
-from metasparse.codec.cli import load_codec, read_image
+from metasparse.codec.format.bitstream import pack, unpack
+from metasparse.cli.codec import load_codec, read_image
 from metasparse.codec.model import ImageCodec, build_codec
 from metasparse.config import ProblemConfig, RunConfig
 from metasparse.errors import BitstreamError
-from metasparse.io import write_atomic
+from metasparse.utils.fileio import write_atomic
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
-from metasparse.models.siren import ModelConfig
+from metasparse.nn.siren import ModelConfig
 from metasparse.problems_registry import build_problem
 
 PATCH = 8
@@ -328,7 +328,7 @@ def test_read_image_takes_a_string_and_a_path_like(workspace) -> None:
 
 
 def test_codec_build_says_a_network_has_no_modulations(workspace, tmp_path, capsys) -> None:
-    from metasparse.training import MetaModel
+    from metasparse.training.trainer import MetaModel
 
     config = RunConfig(model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0))  # plain MAML on the weights
     meta = build_problem(config, None).init_meta(torch.Generator().manual_seed(0))

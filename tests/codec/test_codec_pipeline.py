@@ -15,9 +15,9 @@ from metasparse.codec import (
     pack,
     unpack,
 )
-from metasparse.codec.bitstream import container_bytes
+from metasparse.codec.format.bitstream import container_bytes
 from metasparse.errors import BitstreamError
-from metasparse.io import write_atomic
+from metasparse.utils.fileio import write_atomic
 
 
 def test_modulations_survive_quantise_code_pack_write_read_unpack_decode(tmp_path) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.codec.quantize import Quantizer, QuantizerConfig, fit_quantizer
+from metasparse.codec.format.quantize import Quantizer, QuantizerConfig, fit_quantizer
 from metasparse.errors import ModelError
 
 

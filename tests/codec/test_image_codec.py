@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.codec.bitstream import Header, container_bytes, pack, unpack
+from metasparse.codec.format.bitstream import Header, container_bytes, pack, unpack
 from metasparse.codec.model import ImageCodec, build_codec
 from metasparse.config import ProblemConfig, RunConfig
 from metasparse.errors import BitstreamError, ConfigError, DataError, ModelError
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
-from metasparse.models.siren import ModelConfig
+from metasparse.nn.siren import ModelConfig
 from metasparse.problems_registry import build_problem
 
 PATCH = 8

@@ -6,7 +6,7 @@ import pytest
 import pytorch_msssim
 import torch
 
-from metasparse.metrics_image import _ms_ssim_few_scales, ms_ssim, ms_ssim_scales, psnr
+from metasparse.metrics import _ms_ssim_few_scales, ms_ssim, ms_ssim_scales, psnr
 
 
 def _image_pair(size: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

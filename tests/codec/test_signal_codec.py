@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from metasparse.cli import main
-from metasparse.codec.bitstream import unpack
-from metasparse.codec.cli import load_codec
+from metasparse.codec.format.bitstream import unpack
+from metasparse.cli.codec import load_codec
 from metasparse.codec.model import ImageCodec, SignalCodec
 from metasparse.config import DataConfig
-from metasparse.datasets import load_signal_set
+from metasparse.modalities.loading import load_signal_set
 from metasparse.errors import BitstreamError, DataError, ModelError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -130,7 +130,7 @@ def test_fuzzed_signal_files_are_refused_or_decode_to_the_grid(voxel_codec):
     BitstreamError, nothing else."""
     import dataclasses
 
-    from metasparse.codec.bitstream import pack
+    from metasparse.codec.format.bitstream import pack
 
     _, meshes, model = voxel_codec
     codec = load_codec(str(model))

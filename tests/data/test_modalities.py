@@ -5,16 +5,16 @@ import pytest
 import torch
 
 from metasparse.config import DataConfig
-from metasparse.data import meshes, shapes2d, sphere
-from metasparse.data.modalities import (
+from metasparse.data.geometry import meshes, shapes2d, sphere
+from metasparse.modalities.grids import (
     parse_options,
     sdf2d_metrics,
     sdf3d_metrics,
     voxel_metrics,
 )
-from metasparse.datasets import load_signal_set
+from metasparse.modalities.loading import load_signal_set
 from metasparse.errors import DataError
-from metasparse.modality import available_modalities, get_modality, split_modality_path
+from metasparse.modalities.base import available_modalities, get_modality, split_modality_path
 
 CUBE = """# a unit cube, quads
 o cube

@@ -5,14 +5,14 @@ import torch
 
 from metasparse.config import DataConfig, PruneConfig, RunConfig, TrainConfig
 from metasparse.data.signals import SignalSet, grid_coordinates
-from metasparse.datasets import BatchSource
+from metasparse.modalities.loading import BatchSource
 from metasparse.evaluation import count_parameters
 from metasparse.experiments import baselines
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
-from metasparse.models.siren import CoordinateNetwork, ModelConfig
+from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity.pruning import surviving_after_rounds
-from metasparse.training import Trainer
+from metasparse.training.trainer import Trainer
 
 
 def smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -97,7 +97,7 @@ def test_imp_phases():
 
 def test_pruned_fit_matches_plain_fit_without_pruning():
     from metasparse.meta.fit import fit_signals
-    from metasparse.meta.problems import WeightsProblem
+    from metasparse.meta.problems.base import WeightsProblem
 
     model = CoordinateNetwork(TINY)
     theta = model.init(torch.Generator().manual_seed(1))
@@ -118,7 +118,7 @@ def test_trainer_round_counts(tmp_path, method):
     trainer = Trainer(cfg, tmp_path, source=BatchSource(cfg.data, "cpu", signals=s), device="cpu")
     trainer.run()
     total = CoordinateNetwork(TINY).num_weights()
-    from metasparse.training import MetaModel
+    from metasparse.training.trainer import MetaModel
 
     for k in range(3):
         nz, _ = count_parameters(MetaModel.load(tmp_path / f"round_{k:02d}.safetensors"))

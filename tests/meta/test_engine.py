@@ -3,9 +3,9 @@ import torch
 
 from metasparse.data.signals import grid_coordinates
 from metasparse.meta.engine import MetaConfig, MetaLearner, adapted_losses, inner_loop, make_meta_gradient
-from metasparse.meta.problems import ModulationProblem, WeightsProblem
+from metasparse.meta.problems.base import ModulationProblem, WeightsProblem
 from metasparse.meta.reference import naive_meta_gradient
-from metasparse.models.siren import ModelConfig, build_model
+from metasparse.nn.siren import ModelConfig, build_model
 
 
 def tiny_setup(dtype=torch.float32, meta_sgd=False, w0=30.0):

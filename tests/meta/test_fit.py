@@ -1,9 +1,10 @@
 import torch
 
 from metasparse.data.signals import grid_coordinates
-from metasparse.meta.fit import FitConfig, fit_signals, psnr_from_mse
-from metasparse.meta.problems import WeightsProblem
-from metasparse.models.siren import ModelConfig, build_model
+from metasparse.meta.fit import FitConfig, fit_signals
+from metasparse.metrics import psnr_from_mse
+from metasparse.meta.problems.base import WeightsProblem
+from metasparse.nn.siren import ModelConfig, build_model
 
 
 def setup():

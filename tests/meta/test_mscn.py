@@ -8,7 +8,7 @@ from metasparse.data.signals import grid_coordinates
 from metasparse.errors import ConfigError
 from metasparse.meta.engine import MetaConfig, MetaLearner, adapted_losses, inner_loop, make_meta_gradient
 from metasparse.meta.fit import FitConfig, fit_signals
-from metasparse.meta.mscn import (
+from metasparse.meta.problems.gated import (
     GATE_META_KEY,
     GatedModulationProblem,
     GatedUpdatesProblem,
@@ -16,7 +16,7 @@ from metasparse.meta.mscn import (
     search_l0_weight,
     with_gate_lr_multiplier,
 )
-from metasparse.models.siren import build_model
+from metasparse.nn.siren import build_model
 from metasparse.problems_registry import available_problems, build_problem
 
 KINDS = {"mscn-updates": GatedUpdatesProblem, "mscn-weights": GatedWeightsProblem,
@@ -228,7 +228,7 @@ def test_annealed_training_budget_shrinks_from_every_gate_to_the_target():
 
 def test_the_trainer_anneals_the_budget_and_ends_at_the_target(tmp_path):
     from metasparse.config import DataConfig, TrainConfig
-    from metasparse.training import Trainer
+    from metasparse.training.trainer import Trainer
 
     config = RunConfig(
         model=ModelConfig(width=8, depth=2, w0=30.0),

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from metasparse.config import DataConfig, ProblemConfig, RunConfig, TrainConfig
-from metasparse.datasets import BatchSource
+from metasparse.modalities.loading import BatchSource
 from metasparse.meta.engine import MetaConfig
-from metasparse.meta.mscn import GATE_META_KEY
-from metasparse.models.siren import ModelConfig
-from metasparse.training import Trainer
+from metasparse.meta.problems.gated import GATE_META_KEY
+from metasparse.nn.siren import ModelConfig
+from metasparse.training.trainer import Trainer
 
 
 def gated_config(kind: str) -> RunConfig:

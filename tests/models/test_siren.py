@@ -5,7 +5,7 @@ import torch
 from torch.func import functional_call, vmap  # noqa: F401
 
 from metasparse.errors import ConfigError
-from metasparse.models.siren import ModelConfig, build_model
+from metasparse.nn.siren import ModelConfig, build_model
 
 
 def test_paper_siren_parameter_counts():

@@ -7,9 +7,9 @@
 - :mod:`.baselines`: classical codecs for rate-distortion comparison.
 """
 
-from metasparse.codec.bitstream import Header, model_id_of, pack, unpack
-from metasparse.codec.entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
-from metasparse.codec.quantize import Quantizer, QuantizerConfig, fit_quantizer
+from metasparse.codec.format.bitstream import Header, model_id_of, pack, unpack
+from metasparse.codec.format.entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
+from metasparse.codec.format.quantize import Quantizer, QuantizerConfig, fit_quantizer
 
 __all__ = [
     "Header",

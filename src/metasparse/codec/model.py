@@ -43,15 +43,16 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from .. import checkpoint as ckpt
-from ..config import RunConfig
-from ..data.patches import to_patches
-from ..data.signals import grid_coordinates
-from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
-from ..meta.fit import FitConfig, fit_signals, psnr_from_mse
-from ..models.siren import build_model
-from ..problems_registry import build_problem
-from .bitstream import (
+from metasparse.utils import tensorfile as ckpt
+from metasparse.config import RunConfig
+from metasparse.data.patches import to_patches
+from metasparse.data.signals import grid_coordinates
+from metasparse.errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
+from metasparse.meta.fit import FitConfig, fit_signals
+from metasparse.metrics import psnr_from_mse
+from metasparse.nn.siren import build_model
+from metasparse.problems_registry import build_problem
+from metasparse.codec.format.bitstream import (
     DEFAULT_MAX_PIXELS,
     MAX_PATCH_SIZE,
     Header,
@@ -61,8 +62,8 @@ from .bitstream import (
     stored_clip,
     unpack,
 )
-from .entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
-from .quantize import Quantizer, fit_quantizer
+from metasparse.codec.format.entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
+from metasparse.codec.format.quantize import Quantizer, fit_quantizer
 
 CODEC_KIND = "image-codec"
 SIGNAL_CODEC_KIND = "signal-codec"

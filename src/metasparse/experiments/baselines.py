@@ -22,11 +22,12 @@ from dataclasses import dataclass, replace
 import torch
 from torch.func import vmap
 
-from ..config import PruneConfig, RunConfig
-from ..meta.fit import FitConfig, psnr_from_mse
-from ..models.siren import CoordinateNetwork, ModelConfig
-from ..sparsity import pruning
-from ..training import MetaModel
+from metasparse.config import PruneConfig, RunConfig
+from metasparse.meta.fit import FitConfig
+from metasparse.metrics import psnr_from_mse
+from metasparse.nn.siren import CoordinateNetwork, ModelConfig
+from metasparse.sparsity import pruning
+from metasparse.training.trainer import MetaModel
 
 # The widths of the paper's Dense-Narrow / Scratch baselines for the 2-256x4-3 SIREN, one per
 # pruning round 0, 1, 2, ... (a width whose weight count is close to 197,888 x 0.8^k).
@@ -110,7 +111,7 @@ def random_pruning_config(config: RunConfig) -> RunConfig:
 def scratch_model(config: RunConfig, width: int, seed: int) -> MetaModel:
     """A randomly initialised dense network of ``width`` (the paper's init), as a ``MetaModel``
     so that ``evaluate`` fits it exactly like a meta-learned one."""
-    from ..problems_registry import build_problem
+    from metasparse.problems_registry import build_problem
 
     cfg = replace(dense_narrow_config(config, width), name=f"{config.name}-scratch{width}")
     problem = build_problem(cfg)

@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DataConfig, ProblemConfig, PruneConfig, RunConfig, TrainConfig
-from ..datasets import BatchSource, load_signal_set
-from ..errors import ConfigError, DataError
-from ..evaluation import evaluate
-from ..io import write_atomic
-from ..meta.engine import MetaConfig
-from ..meta.fit import FitConfig
-from ..models.siren import ModelConfig
-from ..training import MetaModel, Trainer, total_steps
+from metasparse.config import DataConfig, ProblemConfig, PruneConfig, RunConfig, TrainConfig
+from metasparse.modalities.loading import BatchSource, load_signal_set
+from metasparse.errors import ConfigError, DataError
+from metasparse.evaluation import evaluate
+from metasparse.utils.fileio import write_atomic
+from metasparse.meta.engine import MetaConfig
+from metasparse.meta.fit import FitConfig
+from metasparse.nn.siren import ModelConfig
+from metasparse.training.trainer import MetaModel, Trainer, total_steps
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def _point(ctx: Ctx, experiment: str, method: str, cost: int, model_fn: Callable
 def modulation_config(ctx: Ctx, kind: str, budget: int) -> RunConfig:
     s = ctx.scale
     # The budget shrinks over the first half of training so the gates are chosen by the loss, not
-    # by their initial ranking (see metasparse.meta.mscn).
+    # by their initial ranking (see metasparse.meta.problems.gated).
     problem = (ProblemConfig(kind="mscn-modulations", l0_weight=s.l0_weight, target_count=budget,
                              gate_init_keep=0.9, gate_lr_multiplier=10.0,
                              budget_anneal_steps=s.modulation_steps // 2)

@@ -23,19 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DataConfig, PruneConfig, RunConfig, TrainConfig
-from ..data.signals import SignalSet
-from ..datasets import BatchSource, load_signal_set
-from ..errors import ConfigError
-from ..evaluation import evaluate
-from ..io import write_atomic
-from ..meta.engine import MetaConfig
-from ..meta.fit import FitConfig
-from ..modality import get_modality, split_modality_path
-from ..models.siren import ModelConfig
-from ..sparsity import pruning
-from ..training import MetaModel, Trainer, total_steps
-from . import baselines
+from metasparse.config import DataConfig, PruneConfig, RunConfig, TrainConfig
+from metasparse.data.signals import SignalSet
+from metasparse.modalities.loading import BatchSource, load_signal_set
+from metasparse.errors import ConfigError
+from metasparse.evaluation import evaluate
+from metasparse.utils.fileio import write_atomic
+from metasparse.meta.engine import MetaConfig
+from metasparse.meta.fit import FitConfig
+from metasparse.modalities.base import get_modality, split_modality_path
+from metasparse.nn.siren import ModelConfig
+from metasparse.sparsity import pruning
+from metasparse.training.trainer import MetaModel, Trainer, total_steps
+from metasparse.experiments import baselines
 
 METHODS = ("Meta-SparseINR", "Random Pruning", "Dense-Narrow", "Scratch", "MAML+OneShot", "MAML+IMP")
 
@@ -196,7 +196,7 @@ def _eval_model(ctx: Context, model: MetaModel, method: str, k: int, seed: int) 
 
 
 def _eval_pruned_fit(ctx: Context, dense: MetaModel, method: str, k: int, seed: int) -> Point:
-    from ..problems_registry import build_problem
+    from metasparse.problems_registry import build_problem
 
     val = ctx.val_set()
     problem = build_problem(dense.config)

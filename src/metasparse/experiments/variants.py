@@ -30,16 +30,16 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from ..config import DataConfig
-from ..errors import ConfigError, DataError
-from ..evaluation import evaluate
-from ..io import write_atomic
-from ..meta.fit import psnr_from_mse
-from ..models.siren import CoordinateNetwork, ModelConfig
-from ..sparsity import pruning
-from ..training import MetaModel
-from . import baselines
-from .runner import (
+from metasparse.config import DataConfig
+from metasparse.errors import ConfigError, DataError
+from metasparse.evaluation import evaluate
+from metasparse.utils.fileio import write_atomic
+from metasparse.metrics import psnr_from_mse
+from metasparse.nn.siren import CoordinateNetwork, ModelConfig
+from metasparse.sparsity import pruning
+from metasparse.training.trainer import MetaModel
+from metasparse.experiments import baselines
+from metasparse.experiments.runner import (
     METHODS,
     SCALES,
     Context,
@@ -373,7 +373,7 @@ JPEG_SUBSAMPLINGS = ("4:2:0", "4:4:4")  # Pillow's default, and the one that rea
 def jpeg_sweep(images: np.ndarray, qualities=range(1, 101), subsamplings=JPEG_SUBSAMPLINGS) -> dict[str, np.ndarray]:
     """JPEG (Pillow, real file bytes) of every image at every (chroma subsampling, quality): bpp and
     PSNR, (N, settings) each, with the settings' ``quality`` and ``subsampling`` as (settings,)."""
-    from ..codec.baselines import encode_decode
+    from metasparse.codec.baselines import encode_decode
 
     settings = [(sub, q) for sub in subsamplings for q in qualities]
     bpp = np.zeros((len(images), len(settings)))
@@ -580,7 +580,7 @@ def _imp_rounds(ts: TicketScale, arch: str, coords, targets, root: Path, log) ->
     """Frankle & Carbin, per photo: train, prune 20 % of the surviving weights by global magnitude,
     rewind the survivors to their initial values, train again. Each round is cached with the masks
     it leaves, so an interrupted chain continues. Returns [round][photo] fits."""
-    from .. import checkpoint as ckpt
+    from metasparse.utils import tensorfile as ckpt
 
     net = CoordinateNetwork(_ticket_model(ts, arch))
     theta0 = net.init(torch.Generator().manual_seed(ts.seed), coords.device)
@@ -615,7 +615,7 @@ def _narrow_fit(ts: TicketScale, arch: str, width: int, coords, targets) -> list
 
 def run_winning_ticket(scale: TicketScale, data: str, out: Path, device: torch.device,
                        log: Callable[[str], None]) -> tuple[list[dict], list[Path]]:
-    from ..data.images import load_images
+    from metasparse.data.images import load_images
 
     ts = scale
     photos = load_images(data, transform=f"center_crop:{ts.size}", limit=ts.images)

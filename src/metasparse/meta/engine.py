@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch.func import grad, vmap
 
-from .problems import MetaProblem
+from metasparse.meta.problems.base import MetaProblem
 
 Meta = dict[str, dict[str, torch.Tensor]]
 
@@ -114,7 +114,7 @@ class MetaLearner:
             groups.append({"params": list(tensors.values()), "lr": lr, "name": name})
         self.optimizer = torch.optim.Adam(groups)
         self._meta_grad = make_meta_gradient(problem, config)
-        # Data-parallel runs average the meta-gradient over processes in place (metasparse.distributed).
+        # Data-parallel runs average the meta-gradient over processes in place (metasparse.training.distributed).
         self.grad_reducer = grad_reducer
         if config.tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True

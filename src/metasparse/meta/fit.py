@@ -14,12 +14,8 @@ from typing import Literal
 import torch
 from torch.func import vmap
 
-from .problems import MetaProblem
-
-
-def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of [0, 1] data: -10 log10(MSE)."""
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
+from metasparse.meta.problems.base import MetaProblem
+from metasparse.metrics import psnr_from_mse
 
 
 @dataclass(frozen=True)

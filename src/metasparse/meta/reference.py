@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .problems import WeightsProblem
+from metasparse.meta.problems.base import WeightsProblem
 
 
 def naive_meta_gradient(problem: WeightsProblem, theta: dict[str, torch.Tensor], coords, targets, steps: int,

@@ -9,9 +9,9 @@ import typer
 
 def known_experiments() -> dict[str, dict]:
     """Every experiment name with the scales it runs at."""
-    from .mscn import MSCN_EXPERIMENTS, MSCN_SCALES
-    from .runner import EXPERIMENTS, SCALES
-    from .variants import TICKET_SCALES, VARIANT_EXPERIMENTS
+    from metasparse.experiments.mscn import MSCN_EXPERIMENTS, MSCN_SCALES
+    from metasparse.experiments.runner import EXPERIMENTS, SCALES
+    from metasparse.experiments.variants import TICKET_SCALES, VARIANT_EXPERIMENTS
 
     known = {name: SCALES for name in EXPERIMENTS}
     known.update({name: MSCN_SCALES for name in MSCN_EXPERIMENTS})
@@ -22,7 +22,7 @@ def known_experiments() -> dict[str, dict]:
 
 def check_experiment(name: str, scale: str) -> None:
     """An unknown name or scale is refused before anything runs, naming what there is."""
-    from ..errors import ConfigError
+    from metasparse.errors import ConfigError
 
     known = known_experiments()
     if name not in known:
@@ -34,7 +34,7 @@ def check_experiment(name: str, scale: str) -> None:
 
 
 def register(app) -> None:
-    from ..cli import device_name
+    from metasparse.cli import device_name
 
     @app.command()
     def experiment(
@@ -64,10 +64,10 @@ def register(app) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..training import resolve_device
-        from .mscn import MSCN_EXPERIMENTS, run_mscn_experiment
-        from .runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
-        from .variants import TICKET_SCALES, VARIANT_EXPERIMENTS, run_variant_experiment, summary
+        from metasparse.utils.device import resolve_device
+        from metasparse.experiments.mscn import MSCN_EXPERIMENTS, run_mscn_experiment
+        from metasparse.experiments.runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
+        from metasparse.experiments.variants import TICKET_SCALES, VARIANT_EXPERIMENTS, run_variant_experiment, summary
 
         out = Console(emoji=False)
         err = Console(stderr=True, emoji=False)

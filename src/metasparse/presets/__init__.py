@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .config import DataConfig, ProblemConfig, PruneConfig, RunConfig, TrainConfig
-from .errors import ConfigError
-from .meta.engine import MetaConfig
-from .meta.fit import FitConfig
-from .models.siren import ModelConfig
+from metasparse.config import DataConfig, ProblemConfig, PruneConfig, RunConfig, TrainConfig
+from metasparse.errors import ConfigError
+from metasparse.meta.engine import MetaConfig
+from metasparse.meta.fit import FitConfig
+from metasparse.nn.siren import ModelConfig
 
 _PRESETS: dict[str, RunConfig] = {}
 
@@ -38,7 +38,7 @@ def _load_extensions() -> None:
     import importlib
     import importlib.util
 
-    for module in ("metasparse.experiments.presets_extra",):
+    for module in ("metasparse.presets.modalities",):
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module)
 

@@ -4,7 +4,7 @@ Tensors are stored flat under ``group/name`` keys (``meta/theta/layers.0.weight`
 ``masks/layers.0.weight``, ``optim/3/exp_avg``, ``rng/batches``); everything else (the experiment
 config, the step, the optimiser's scalar state, the loss history) is JSON in the safetensors
 metadata under ``"metasparse"``. One file means one atomic replace per save
-(:func:`metasparse.io.write_atomic`): a run killed mid-save leaves the previous checkpoint intact,
+(:func:`metasparse.utils.fileio.write_atomic`): a run killed mid-save leaves the previous checkpoint intact,
 and the temporary file it leaves behind is removed by a later save in that folder.
 
 The header holds a SHA-256 ``checksum`` over the JSON and every tensor (name, dtype, shape,
@@ -29,8 +29,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 
-from .errors import ModelError
-from .io import write_atomic
+from metasparse.errors import ModelError
+from metasparse.utils.fileio import write_atomic
 
 FORMAT = "metasparse-checkpoint"
 FORMAT_VERSION = 1
@@ -89,7 +89,7 @@ def remove_orphaned_temporaries(directory: str | Path, is_target: Callable[[str]
                                 min_age_s: float = ORPHAN_AGE_S) -> list[Path]:
     """Remove the temporary files that killed saves of ``is_target`` files left in ``directory``.
 
-    Only files named as :func:`metasparse.io.write_atomic` names them and untouched for
+    Only files named as :func:`metasparse.utils.fileio.write_atomic` names them and untouched for
     ``min_age_s`` seconds are removed, so a save running in another process keeps its file.
     """
     removed = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ConfigError
+from metasparse.errors import ConfigError
 
 Params = dict[str, torch.Tensor]
 

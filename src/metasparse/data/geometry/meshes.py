@@ -127,7 +127,7 @@ def parse_obj(text: str, source: str = "<obj>", name: str = "") -> Mesh:
 
 
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray, comment: str = "") -> Path:
-    from metasparse.io import write_atomic
+    from metasparse.utils.fileio import write_atomic
 
     lines = [f"# {comment}"] if comment else []
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(vertices, dtype=np.float64)]
@@ -137,7 +137,7 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray, comment
 
 def write_ply(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path:
     """Binary little-endian PLY (smaller than OBJ for big meshes; MeshLab and Blender open both)."""
-    from metasparse.io import write_atomic
+    from metasparse.utils.fileio import write_atomic
 
     v = np.asarray(vertices, dtype="<f4")
     f = np.asarray(faces, dtype="<i4")

@@ -1,6 +1,6 @@
 """Meta-learned sparse compression networks (MSCN): hard-concrete gated meta-problems.
 
-Three meta-problems extend the ones of ``metasparse.meta.problems`` with learned L0 gates
+Three meta-problems extend the ones of ``metasparse.meta.problems.base`` with learned L0 gates
 (Louizos et al. 2018). In all of them the gate locations ``log_alpha`` are meta-learned in the
 outer loop together with θ (and MetaSGD's learned inner lrs); they live under the top-level meta
 key ``"log_alpha"`` (``GATE_META_KEY``), so ``MetaConfig.group_lr_multipliers`` can give them
@@ -52,12 +52,12 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from ..errors import ConfigError
-from ..models.siren import CoordinateNetwork, Params
-from ..problems_registry import register_problem
-from ..sparsity.gates import clamp_log_alphas_, gate_uniform_noise, init_log_alphas
-from ..sparsity.hard_concrete import HARD_CONCRETE, HardConcrete
-from .problems import ModulationProblem, WeightsProblem
+from metasparse.errors import ConfigError
+from metasparse.nn.siren import CoordinateNetwork, Params
+from metasparse.problems_registry import register_problem
+from metasparse.sparsity.gates import clamp_log_alphas_, gate_uniform_noise, init_log_alphas
+from metasparse.sparsity.hard_concrete import HARD_CONCRETE, HardConcrete
+from metasparse.meta.problems.base import ModulationProblem, WeightsProblem
 
 GATE_META_KEY = "log_alpha"
 

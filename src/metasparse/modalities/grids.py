@@ -1,6 +1,6 @@
 """The non-image modalities, registered on import: ``voxels``, ``sdf3d``, ``sphere``, ``sdf2d``.
 
-Each is a loader (``DataConfig -> SignalSet``), metrics and pictures (see :mod:`metasparse.modality`);
+Each is a loader (``DataConfig -> SignalSet``), metrics and pictures (see :mod:`metasparse.modalities.base`);
 training, fitting and evaluation are the image pipeline unchanged. Targets are in [0, 1] and the
 loss is the usual MSE for all of them.
 
@@ -42,11 +42,12 @@ import numpy as np
 import torch
 
 from metasparse.config import DataConfig
-from metasparse.data import meshes, render, shapes2d, sphere
+from metasparse.data.geometry import meshes, shapes2d, sphere
+from metasparse.viz import renders as render
 from metasparse.data.signals import SignalSet, grid_coordinates
 from metasparse.data.splits import apply_split, register_split
 from metasparse.errors import DataError
-from metasparse.modality import Modality, register_modality
+from metasparse.modalities.base import Modality, register_modality
 
 log = logging.getLogger("metasparse")
 

@@ -58,11 +58,11 @@ def relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 def run_meta_step_bench(size: int, width: int, depth: int, w0: float, batch: int, inner_steps: int,
                         device: torch.device, repeats: int, warmup: int, compile: bool, seed: int = 0,
                         log: Callable[[str], None] = print) -> list[BenchRow]:
-    from .data.signals import grid_coordinates
-    from .meta.engine import MetaConfig, make_meta_gradient
-    from .meta.problems import WeightsProblem
-    from .meta.reference import naive_meta_gradient
-    from .models.siren import ModelConfig, build_model
+    from metasparse.data.signals import grid_coordinates
+    from metasparse.meta.engine import MetaConfig, make_meta_gradient
+    from metasparse.meta.problems.base import WeightsProblem
+    from metasparse.meta.reference import naive_meta_gradient
+    from metasparse.nn.siren import ModelConfig, build_model
 
     model = build_model(ModelConfig(width=width, depth=depth, w0=w0))
     problem = WeightsProblem(model, inner_lr=1e-2)
@@ -114,10 +114,10 @@ def run_meta_step_bench(size: int, width: int, depth: int, w0: float, batch: int
 def run_fit_bench(size: int, width: int, depth: int, w0: float, signals: int, steps: int, device: torch.device,
                   log: Callable[[str], None] = print) -> list[BenchRow]:
     """Fitting throughput: N signals, ``steps`` Adam steps, one at a time vs all at once."""
-    from .data.signals import grid_coordinates
-    from .meta.fit import FitConfig, fit_signals
-    from .meta.problems import WeightsProblem
-    from .models.siren import ModelConfig, build_model
+    from metasparse.data.signals import grid_coordinates
+    from metasparse.meta.fit import FitConfig, fit_signals
+    from metasparse.meta.problems.base import WeightsProblem
+    from metasparse.nn.siren import ModelConfig, build_model
 
     model = build_model(ModelConfig(width=width, depth=depth, w0=w0))
     problem = WeightsProblem(model)
@@ -167,7 +167,7 @@ def format_markdown(title: str, rows: list[BenchRow]) -> str:
 def register(app) -> None:
     import typer
 
-    from .cli import device_name, finite_positive
+    from metasparse.cli import device_name, finite_positive
 
     @app.command()
     def bench(
@@ -188,8 +188,8 @@ def register(app) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from .cli import check_output_file
-        from .training import resolve_device
+        from metasparse.cli import check_output_file
+        from metasparse.utils.device import resolve_device
 
         if json_out is not None:
             check_output_file(json_out, "--json file")
@@ -217,7 +217,7 @@ def register(app) -> None:
         print(format_markdown(f"{hw}; fitting {fit_signals_count} signals x {fit_steps} steps at {size}x{size}",
                               fit_rows))
         if json_out is not None:
-            from .io import write_atomic
+            from metasparse.utils.fileio import write_atomic
 
             payload = {"hardware": hw, "setting": shape, "meta_step": [r.__dict__ for r in rows],
                        "fit": [r.__dict__ for r in fit_rows]}

@@ -18,7 +18,7 @@ def _register_modality_presets() -> None:
     from metasparse.config import DataConfig, RunConfig, TrainConfig
     from metasparse.meta.engine import MetaConfig
     from metasparse.meta.fit import FitConfig
-    from metasparse.models.siren import ModelConfig
+    from metasparse.nn.siren import ModelConfig
     from metasparse.presets import register_preset
 
     maml = MetaConfig(algorithm="maml", inner_steps=2, inner_lr=1e-2, outer_lr=1e-4, batch_size=3)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from .config import DataConfig
-from .data.signals import SignalSet, grid_coordinates
-from .errors import DataError
+from metasparse.config import DataConfig
+from metasparse.data.signals import SignalSet, grid_coordinates
+from metasparse.errors import DataError
 
 _LOADERS = {}
 
@@ -27,7 +27,7 @@ def load_signal_set(config: DataConfig) -> SignalSet:
         if config.modality not in _LOADERS:
             raise DataError(f"unknown modality {config.modality!r}; available: image, {', '.join(sorted(_LOADERS))}")
         return _LOADERS[config.modality](config)
-    from .data import images, samples
+    from metasparse.data import images, samples
 
     if config.path == "samples":
         return samples.sample_signal_set(size=64) if config.transform is None else _samples_with(config)
@@ -35,7 +35,7 @@ def load_signal_set(config: DataConfig) -> SignalSet:
 
 
 def _samples_with(config: DataConfig) -> SignalSet:
-    from .data import samples, transforms
+    from metasparse.data import samples, transforms
 
     t = transforms.parse_transform(config.transform)
     arrays = [t(a) for a in samples.sample_images()]
@@ -50,8 +50,8 @@ def _load_modalities() -> None:
     import importlib
     import importlib.util
 
-    if importlib.util.find_spec("metasparse.data.modalities") is not None:
-        importlib.import_module("metasparse.data.modalities")
+    if importlib.util.find_spec("metasparse.modalities.grids") is not None:
+        importlib.import_module("metasparse.modalities.grids")
 
 
 class BatchSource:
@@ -70,12 +70,12 @@ class BatchSource:
                 self.images = [v for v in signals.values]
                 self.names = list(signals.names)
             elif config.path == "samples":
-                from .data import samples
+                from metasparse.data import samples
 
                 self.images = [torch.from_numpy(a.copy()) for a in samples.sample_images()]
                 self.names = [f"sample{i}" for i in range(len(self.images))]
             else:
-                from .data import images
+                from metasparse.data import images
 
                 self.images, self.names = images.load_image_list(
                     config.path, transform=config.transform, limit=config.limit, split=config.split
@@ -105,7 +105,7 @@ class BatchSource:
     def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """Targets (B, P, C) as floats on the device."""
         if self.signals is None:
-            from .data.patches import random_patches
+            from metasparse.data.patches import random_patches
 
             crops = random_patches(self.images, self.config.patch, batch_size, generator)
             return crops.reshape(batch_size, -1, crops.shape[-1]).to(self.device, torch.float32) * self.scale

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from metasparse.errors import BitstreamError
-from metasparse.io import write_atomic
+from metasparse.utils.fileio import write_atomic
 
 MAGIC = b"MSPZ"
 FORMAT_VERSION = 2

@@ -39,6 +39,11 @@ def _check_same_shape(a: torch.Tensor, b: torch.Tensor) -> None:
         raise ValueError("images are empty")
 
 
+def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of [0, 1] data: -10 log10(MSE)."""
+    return -10.0 * torch.log10(mse.clamp_min(1e-12))
+
+
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB, ``-10 log10(MSE)`` on [0, 1] data; ``inf`` if equal.
 

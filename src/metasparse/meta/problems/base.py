@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..models.siren import CoordinateNetwork, Params
+from metasparse.nn.siren import CoordinateNetwork, Params
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

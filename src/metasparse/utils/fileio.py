@@ -95,3 +95,13 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def save_figure(figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
+    """Save a matplotlib figure through ``write_atomic`` (the format follows the file's suffix)."""
+    import io
+
+    target = Path(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=target.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    return write_atomic(target, buffer.getvalue())

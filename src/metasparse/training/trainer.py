@@ -18,23 +18,16 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint as ckpt
-from . import distributed
-from .config import PRUNABLE_KINDS, RunConfig
-from .datasets import BatchSource
-from .errors import ConfigError, MetasparseError, ModelError
-from .meta.engine import MetaLearner
-from .meta.fit import psnr_from_mse
-from .meta.problems import MetaProblem
-from .problems_registry import build_problem
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available")
-    return torch.device(name)
+from metasparse.utils import tensorfile as ckpt
+from metasparse.training import distributed
+from metasparse.config import PRUNABLE_KINDS, RunConfig
+from metasparse.modalities.loading import BatchSource
+from metasparse.utils.device import resolve_device
+from metasparse.errors import ConfigError, MetasparseError, ModelError
+from metasparse.meta.engine import MetaLearner
+from metasparse.metrics import psnr_from_mse
+from metasparse.meta.problems.base import MetaProblem
+from metasparse.problems_registry import build_problem
 
 
 @dataclass
@@ -106,7 +99,7 @@ class Trainer:
         self.masks: dict[str, torch.Tensor] | None = None
         self.problem = build_problem(config, self.masks)
         meta = self.problem.init_meta(init_generator, device=self.device)
-        # Under torchrun each rank takes a slice of the global batch (see metasparse.distributed).
+        # Under torchrun each rank takes a slice of the global batch (see metasparse.training.distributed).
         self.world = distributed.world()
         self.batch_slice = distributed.batch_slice(config.meta.batch_size, self.world)
         reducer = distributed.all_reduce_mean_ if self.world.distributed else None
@@ -221,7 +214,7 @@ class Trainer:
         self.masks = masks
         self.problem = build_problem(self.config, masks)
         self.learner.problem = self.problem
-        from .meta.engine import make_meta_gradient
+        from metasparse.meta.engine import make_meta_gradient
 
         self.learner._meta_grad = make_meta_gradient(self.problem, self.config.meta)
         if masks:
@@ -234,7 +227,7 @@ class Trainer:
 
     # -- pruning ------------------------------------------------------------------------------
     def prune_once(self) -> None:
-        from .sparsity import pruning
+        from metasparse.sparsity import pruning
 
         theta = self.learner.detached_meta()["theta"]
         names = self.problem.model.weight_names
@@ -346,7 +339,7 @@ def _check_meta_layout(path, config: RunConfig, meta: dict, masks: dict | None) 
 
 def _meta_config_for(config: RunConfig, meta: dict):
     """Gate locations (MSCN) get their own outer learning rate: ``problem.gate_lr_multiplier``."""
-    from .meta.mscn import GATE_META_KEY, with_gate_lr_multiplier
+    from metasparse.meta.problems.gated import GATE_META_KEY, with_gate_lr_multiplier
 
     if GATE_META_KEY in meta:
         return with_gate_lr_multiplier(config.meta, config.problem.gate_lr_multiplier)

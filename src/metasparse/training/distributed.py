@@ -27,7 +27,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from .errors import ConfigError, MetasparseError
+from metasparse.utils.device import rank_device, resolve_device
+from metasparse.errors import ConfigError, MetasparseError
 
 T = TypeVar("T")
 
@@ -97,29 +98,10 @@ def is_main() -> bool:
     return world().is_main
 
 
-def rank_device(name: str, local_rank: int, size: int) -> torch.device:
-    """The device of one rank: ``cuda``/``auto`` become ``cuda:LOCAL_RANK``, one GPU per process."""
-    from .training import resolve_device
-
-    dev = resolve_device(name)
-    if dev.type != "cuda":
-        return dev
-    if dev.index is not None and size > 1:
-        raise ConfigError(f"--device {name} would put every rank on one GPU; pass --device cuda (or auto) so "
-                          "that each rank uses cuda:LOCAL_RANK")
-    if dev.index is not None:
-        return dev
-    count = torch.cuda.device_count()
-    if local_rank >= count:
-        raise ConfigError(f"LOCAL_RANK {local_rank} but only {count} GPU(s) are visible on this node; "
-                          f"use --nproc_per_node {count} or fewer")
-    return torch.device("cuda", local_rank)
-
-
 def init_from_env(device: str = "auto") -> tuple[World, torch.device]:
     """Join the process group ``torchrun`` describes (a no-op without it); returns it and the rank's device."""
     if not launched():
-        from .training import resolve_device
+        from metasparse.utils.device import resolve_device
 
         return World(), resolve_device(device)
     rank, size, local = env_world()
@@ -308,7 +290,7 @@ def all_reduce_seconds(numel: int, repeats: int = 10, device: torch.device | Non
 def register(app) -> None:
     import typer
 
-    from .cli import device_name, finite_positive
+    from metasparse.cli import device_name, finite_positive
 
     @app.command("dist-info")
     def dist_info(
@@ -317,7 +299,7 @@ def register(app) -> None:
                                         help="size of the timed all-reduce (at most 4096)"),
     ) -> None:
         """Check a torchrun launch: ranks, hosts and devices, and the time of one all-reduce."""
-        from .cli import out
+        from metasparse.cli import out
 
         w, dev = init_from_env(device)
         if not w.distributed:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import MetasparseError
+from metasparse.errors import MetasparseError
 
 app = typer.Typer(
     add_completion=False,
@@ -137,7 +137,7 @@ def resolve_data_path(path: str, data_root: Path | None) -> str:
 @app.command()
 def presets() -> None:
     """List the named run presets."""
-    from .presets import list_presets
+    from metasparse.presets import list_presets
 
     found = list_presets()
     table = Table(title="presets (metasparse train PRESET)")
@@ -182,11 +182,11 @@ def train(
     import json
     import time
 
-    from . import config as cfgmod
-    from . import distributed
-    from .io import write_atomic
-    from .presets import get_preset
-    from .training import Trainer, total_steps
+    from metasparse import config as cfgmod
+    from metasparse.training import distributed
+    from metasparse.utils.fileio import write_atomic
+    from metasparse.presets import get_preset
+    from metasparse.training.trainer import Trainer, total_steps
 
     if preset.endswith(".json"):
         p = Path(preset)
@@ -275,11 +275,11 @@ def _evaluate(model_path: Path, data: str, out_dir: Path, config=None, device=No
               transform=None, split=None, grid: Path | None = None):
     from dataclasses import replace
 
-    from .config import DataConfig
-    from .datasets import load_signal_set
-    from .evaluation import evaluate, write_report
-    from .modality import get_modality
-    from .training import MetaModel
+    from metasparse.config import DataConfig
+    from metasparse.modalities.loading import load_signal_set
+    from metasparse.evaluation import evaluate, write_report
+    from metasparse.modalities.base import get_modality
+    from metasparse.training.trainer import MetaModel
 
     model = MetaModel.load(model_path, device="cpu")
     config = config or model.config
@@ -344,7 +344,7 @@ def evaluate(
     """Fit a meta-learned model to test signals and report PSNR mean ± std."""
     from dataclasses import replace
 
-    from .training import MetaModel, resolve_device
+    from metasparse.training.trainer import MetaModel, resolve_device
 
     out_dir = out_dir or model.parent / "eval"
     check_output_folder(out_dir)
@@ -360,7 +360,7 @@ def evaluate(
 
 
 # Commands contributed by other modules register themselves on import.
-for _module in ("metasparse.bench", "metasparse.experiments.cli", "metasparse.codec.cli", "metasparse.distributed"):
+for _module in ("metasparse.experiments.bench", "metasparse.cli.experiment", "metasparse.cli.codec", "metasparse.training.distributed"):
     if importlib.util.find_spec(_module) is not None:
         importlib.import_module(_module).register(app)
 

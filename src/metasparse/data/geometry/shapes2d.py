@@ -76,7 +76,7 @@ def silhouette_sdf(vertices: np.ndarray, faces: np.ndarray, size: int, supersamp
     """SDF of the xy-projection of a triangle mesh (already posed in the unit cube): (size, size)."""
     from scipy.ndimage import distance_transform_edt
 
-    from .meshes import column_hits
+    from metasparse.data.geometry.meshes import column_hits
 
     n = (int(size) - 1) * supersample + 1  # contains every coarse grid point
     g = np.linspace(-1.0, 1.0, n)

@@ -12,9 +12,9 @@ test-time fitting, pruning — is shared, so a modality is only
 * ``augmentations``: loader options that multiply a training set (random poses, rotations) and are
   dropped when a single signal is loaded to be compressed.
 
-``image`` is built in; ``metasparse.data.modalities`` registers ``voxels``, ``sdf3d``, ``sphere`` and
+``image`` is built in; ``metasparse.modalities.grids`` registers ``voxels``, ``sdf3d``, ``sphere`` and
 ``sdf2d`` on first use. Registering a modality also registers its loader with
-:func:`metasparse.datasets.register_loader`, so ``data.modality=NAME`` works in every command.
+:func:`metasparse.modalities.loading.register_loader`, so ``data.modality=NAME`` works in every command.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data.signals import SignalSet
+from metasparse.data.signals import SignalSet
 
 __all__ = ["Modality", "available_modalities", "get_modality", "register_modality", "split_modality_path"]
 
@@ -54,7 +54,7 @@ _MODALITIES: dict[str, Modality] = {}
 
 
 def register_modality(modality: Modality) -> Modality:
-    from .datasets import register_loader
+    from metasparse.modalities.loading import register_loader
 
     _MODALITIES[modality.name] = modality
     if modality.load is not None:
@@ -65,14 +65,14 @@ def register_modality(modality: Modality) -> Modality:
 def get_modality(name: str) -> Modality:
     """The registered modality, or a plain one (PSNR only, no pictures) for a bare loader."""
     if name not in _MODALITIES:
-        from .datasets import _load_modalities
+        from metasparse.modalities.loading import _load_modalities
 
         _load_modalities()
     return _MODALITIES.get(name) or Modality(name)
 
 
 def available_modalities() -> list[str]:
-    from .datasets import _load_modalities
+    from metasparse.modalities.loading import _load_modalities
 
     _load_modalities()
     return sorted(_MODALITIES)
@@ -90,8 +90,8 @@ def split_modality_path(data: str) -> tuple[str, str]:
 
 
 def _save_image_grid(signals: SignalSet, reconstructions: torch.Tensor, path: Path) -> list[Path]:
-    from .data.images import save_image
-    from .evaluation import image_grid
+    from metasparse.data.images import save_image
+    from metasparse.evaluation import image_grid
 
     save_image(path, image_grid(signals.targets(), reconstructions.cpu(), signals.grid_shape))
     return [Path(path)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
+from metasparse.errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
 
 EXTENSION = ".mspz"
 BUNDLED = {"default": "codec-default.safetensors"}
@@ -23,8 +23,8 @@ def bundled_model_path(name: str) -> Path:
 
 def load_codec(model: str, device: str = "cpu"):
     """A bundled model by name, or a codec model file."""
-    from ..training import resolve_device
-    from .model import load_codec_file
+    from metasparse.utils.device import resolve_device
+    from metasparse.codec.model import load_codec_file
 
     if model in BUNDLED:
         path = bundled_model_path(model)
@@ -41,7 +41,7 @@ def read_image(path: str | os.PathLike[str]):
     """uint8 (H, W, C) with C = 1 for greyscale sources and 3 otherwise (alpha composited on white)."""
     from PIL import Image
 
-    from ..data.images import load_image
+    from metasparse.data.images import load_image
 
     path = Path(path)
     if not path.exists():
@@ -65,7 +65,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
     """``samples`` stands for a few photos that scikit-image installs (no download)."""
-    from ..data import samples
+    from metasparse.data import samples
 
     expanded: list[Path] = []
     for p in paths:
@@ -126,7 +126,7 @@ def _check_stdout(count: int, what: str) -> None:
 def _publish(target: Path | None, data: bytes, force: bool) -> None:
     """Write an output atomically; ``None`` is standard output. Without ``force`` the file is only
     created, never replaced: another process that wrote the same name meanwhile keeps its file."""
-    from ..io import write_atomic
+    from metasparse.utils.fileio import write_atomic
 
     if target is None:
         sys.stdout.buffer.write(data)
@@ -192,7 +192,7 @@ def _patch_count(shape, patch_size: int) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    from ..cli import console, out
+    from metasparse.cli import console, out
 
     @app.command()
     def compress(
@@ -215,8 +215,8 @@ def register(app: typer.Typer) -> None:
         docs/modalities.md). Under torchrun every rank compresses its share of the files
         (docs/distributed.md).
         """
-        from .. import distributed
-        from .model import SignalCodec
+        from metasparse.training import distributed
+        from metasparse.codec.model import SignalCodec
 
         rank, ranks, local_rank = distributed.env_world()
         to_stdout = output == STDOUT
@@ -301,8 +301,8 @@ def register(app: typer.Typer) -> None:
                                        help="refuse files of larger images (bounds decoding time and memory)"),
     ) -> None:
         """Decompress .mspz files to PNG images (signals of other modalities: .npy grids, .obj surfaces)."""
-        from ..metrics_image import psnr
-        from .model import SignalCodec
+        from metasparse.metrics import psnr
+        from metasparse.codec.model import SignalCodec
 
         if max_pixels < 1:
             raise ConfigError("--max-pixels must be at least 1")
@@ -360,7 +360,7 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", "-m", help="also say whether each file was made with this model"),
     ) -> None:
         """Show what a .mspz file holds (format, size, quality, rate) without decoding it."""
-        from .bitstream import container_bytes, unpack
+        from metasparse.codec.format.bitstream import container_bytes, unpack
 
         codec = load_codec(model) if model is not None else None
         for source in files:
@@ -405,12 +405,12 @@ def register(app: typer.Typer) -> None:
 
         import torch
 
-        from ..data.images import load_image_list
-        from ..data.patches import random_patches
-        from ..datasets import load_signal_set
-        from ..meta.fit import FitConfig
-        from ..training import MetaModel, resolve_device
-        from .model import build_codec, build_signal_codec
+        from metasparse.data.images import load_image_list
+        from metasparse.data.patches import random_patches
+        from metasparse.modalities.loading import load_signal_set
+        from metasparse.meta.fit import FitConfig
+        from metasparse.training.trainer import MetaModel, resolve_device
+        from metasparse.codec.model import build_codec, build_signal_codec
 
         path = network / "model.safetensors" if network.is_dir() else network
         if output.resolve() == path.resolve():
@@ -463,8 +463,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device"),
     ) -> None:
         """Rate-distortion: PSNR and MS-SSIM vs real bpp for our codec and classical codecs."""
-        from .model import ImageCodec
-        from .rd import check_codec_names, run_rd
+        from metasparse.codec.model import ImageCodec
+        from metasparse.codec.rd import check_codec_names, run_rd
 
         names = [c for c in codecs.split(",") if c]
         check_codec_names(names)
@@ -511,8 +511,8 @@ def _compress_signal(codec, source: Path, target: Path | None, quality: int, pre
     a training set (poses, rotations), so that a file is one signal, as stored."""
     import dataclasses
 
-    from ..datasets import load_signal_set
-    from ..modality import get_modality
+    from metasparse.modalities.loading import load_signal_set
+    from metasparse.modalities.base import get_modality
 
     if not source.exists():
         raise DataError(f"{source}: no such file")
@@ -539,7 +539,7 @@ def _signal_metrics(codec, signals, results) -> dict:
     import numpy as np
     import torch
 
-    from ..modality import get_modality
+    from metasparse.modalities.base import get_modality
 
     measure = get_modality(codec.modality).metrics
     if measure is None:
@@ -554,8 +554,8 @@ def _decompress_signals(codec, files: list[Path], output: str | None, force: boo
 
     import numpy as np
 
-    from ..cli import out
-    from ..data import meshes
+    from metasparse.cli import out
+    from metasparse.data.geometry import meshes
 
     many = len(files) > 1
     for source in files:
@@ -622,7 +622,7 @@ def _reference_for(source: Path, original: Path | None) -> Path | None:
     if original is None:
         return None
     if str(original) == "samples" and not original.exists():
-        from ..data.samples import sample_dir
+        from metasparse.data.samples import sample_dir
 
         original = sample_dir()
     if original.is_dir():
