@@ -9,7 +9,13 @@ import pytest
 import torch
 from torch.func import grad, vmap
 
-from metasparse.sparsity.hard_concrete import HARD_CONCRETE, HardConcrete
+from metasparse.sparsity.hard_concrete import (
+    HARD_CONCRETE,
+    HardConcrete,
+    clamp_log_alphas_,
+    gate_uniform_noise,
+    init_log_alphas,
+)
 
 LOG_ALPHAS = torch.tensor([-4.0, -2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 4.0])
 NUM_SAMPLES = 100_000
@@ -47,12 +53,6 @@ def test_prob_nonzero_matches_monte_carlo_rate_of_nonzero_samples():
     assert _within_standard_errors(rate, HARD_CONCRETE.prob_nonzero(LOG_ALPHAS).double(), NUM_SAMPLES)
 
 
-def test_prob_one_matches_monte_carlo_rate_of_open_samples():
-    z = _monte_carlo_gates(HARD_CONCRETE, LOG_ALPHAS, seed=1)
-    rate = (z == 1).double().mean(dim=0)
-    assert _within_standard_errors(rate, HARD_CONCRETE.prob_one(LOG_ALPHAS).double(), NUM_SAMPLES)
-
-
 def test_expected_l0_equals_monte_carlo_count_of_nonzero_gates():
     z = _monte_carlo_gates(HARD_CONCRETE, LOG_ALPHAS, seed=2)
     counts = (z > 0).double().sum(dim=1)
@@ -63,9 +63,9 @@ def test_expected_l0_equals_monte_carlo_count_of_nonzero_gates():
     assert abs(float(counts.mean()) - float(expected)) < 5 * float(standard_error)
 
 
-def test_expected_l0_formula():
-    expected = torch.sigmoid(LOG_ALPHAS - (2 / 3) * math.log(0.1 / 1.1)).sum()
-    assert torch.allclose(HARD_CONCRETE.expected_l0(LOG_ALPHAS), expected)
+def test_expected_l0_counts_half_a_gate_at_the_shift():
+    # At log_alpha = l0_shift a gate is non-zero with probability exactly 1/2.
+    assert float(HARD_CONCRETE.expected_l0(torch.tensor([HARD_CONCRETE.l0_shift] * 4))) == pytest.approx(2.0)
 
 
 def test_samples_are_hard_gates_with_exact_zeros_and_ones():
@@ -93,11 +93,14 @@ def test_deterministic_gate_limits():
     assert torch.equal(HARD_CONCRETE.deterministic(la), torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))
 
 
-def test_deterministic_gate_formula_between_the_limits():
-    la = torch.linspace(-2.0, 2.0, 9)
-    expected = torch.clamp(torch.sigmoid(la) * 1.2 - 0.1, 0.0, 1.0)
-    assert torch.allclose(HARD_CONCRETE.deterministic(la), expected)
+def test_deterministic_gate_between_the_limits():
+    # sigmoid(log_alpha) * 1.2 - 0.1 reaches 1 at log 11 and 0 at -log 11 (sigmoid = 11/12, 1/12).
     assert float(HARD_CONCRETE.deterministic(torch.tensor(0.0))) == pytest.approx(0.5)
+    assert float(HARD_CONCRETE.deterministic(torch.tensor(math.log(11.0) + 1e-4))) == 1.0
+    assert float(HARD_CONCRETE.deterministic(torch.tensor(-math.log(11.0) - 1e-4))) == 0.0
+    assert 0.99 < float(HARD_CONCRETE.deterministic(torch.tensor(math.log(11.0) - 0.01))) < 1.0
+    gates = HARD_CONCRETE.deterministic(torch.linspace(-2.0, 2.0, 41))
+    assert torch.all(gates[1:] > gates[:-1])  # strictly increasing between the limits
 
 
 def test_gradient_flows_to_log_alpha_through_samples():
@@ -180,3 +183,46 @@ def test_clamp_keeps_log_alpha_in_range():
     hc = HardConcrete(log_alpha_range=(-3.0, 5.0))
     clamped = hc.clamp(torch.tensor([-100.0, 0.0, 100.0]))
     assert torch.equal(clamped, torch.tensor([-3.0, 0.0, 5.0]))
+
+
+def test_clamp_log_alphas_in_place_keeps_the_same_leaves():
+    hc = HardConcrete(log_alpha_range=(-2.0, 2.0))
+    leaf = torch.tensor([-5.0, 0.0, 5.0], requires_grad=True)
+    log_alphas = {"layers.0.weight": leaf}
+    clamp_log_alphas_(log_alphas, hc)
+    assert log_alphas["layers.0.weight"] is leaf and leaf.requires_grad
+    assert torch.equal(leaf.detach(), torch.tensor([-2.0, 0.0, 2.0]))
+
+
+# Values drawn for seed 0 by the gate functions as they were before they moved here: trained
+# gated models depend on this draw order (weights in dict order, one gate per element).
+GOLDEN_LOG_ALPHAS = {
+    "a.weight": [[3.011932849884033, 2.99358868598938, 2.9747350215911865],
+                 [3.0022072792053223, 2.985677719116211, 2.982537031173706]],
+    "b.weight": [[3.000556468963623, 3.0049030780792236]],
+}
+GOLDEN_NOISE = {
+    "a.weight": [[[0.49625658988952637, 0.7682212591171265, 0.08847825229167938],
+                  [0.13203121721744537, 0.3074232041835785, 0.6340783834457397]],
+                 [[0.4900934398174286, 0.8964439630508423, 0.45562806725502014],
+                  [0.6323060393333435, 0.34889376163482666, 0.40171751379966736]]],
+    "b.weight": [[[0.02232670970261097, 0.168859601020813]], [[0.2938888669013977, 0.5185217261314392]]],
+}
+GOLDEN_HALF_OPEN = {
+    "a.bias": [-1.5831868648529053, -1.6015311479568481],
+    "a.weight": [[-1.620384693145752, -1.5929125547409058, -1.6094419956207275],
+                 [-1.612582802772522, -1.594563364982605, -1.5902165174484253]],
+}
+
+
+def test_gate_initialisation_and_noise_keep_their_seed_0_values():
+    params = {"a.weight": torch.empty(2, 3), "a.bias": torch.empty(2), "b.weight": torch.empty(1, 2)}
+    log_alphas = init_log_alphas(params, generator=torch.Generator().manual_seed(0))
+    assert {k: v.tolist() for k, v in log_alphas.items()} == GOLDEN_LOG_ALPHAS
+    noise = gate_uniform_noise(log_alphas, torch.Generator().manual_seed(0), batch_shape=(2,))
+    assert {k: v.tolist() for k, v in noise.items()} == GOLDEN_NOISE
+    half_open = init_log_alphas(params, names=["a.bias", "a.weight"], initial_keep_prob=0.5,
+                                generator=torch.Generator().manual_seed(0))
+    assert {k: v.tolist() for k, v in half_open.items()} == GOLDEN_HALF_OPEN
+    with pytest.raises(KeyError):
+        init_log_alphas(params, names=["c.weight"])

@@ -1,36 +1,23 @@
-"""Masks and the parameter counts the papers report (non-zero weights, biases excluded)."""
+"""The parameter counts the papers report (non-zero weights, biases excluded)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from metasparse.sparsity.masks import (
-    NonzeroCount,
-    apply_masks,
-    bias_names,
-    count_nonzero,
-    count_nonzero_by_kind,
-    density,
-    layer_densities,
-    ones_like_masks,
-    weight_names,
-)
+from metasparse.sparsity.masks import bias_count, bias_names, count_nonzero, kept_weights, weight_names
 
 SIREN_WIDTHS = (2, 256, 256, 256, 256, 3)  # the Meta-SparseINR image SIREN
 
 
 def test_siren_counts_match_the_paper(make_params):
     params = make_params(SIREN_WIDTHS)
-    counts = count_nonzero_by_kind(params)
-    assert counts == NonzeroCount(weights=197_888, biases=1_027)
-    assert counts.total == 198_915
-    assert count_nonzero(params) == 197_888
-    assert count_nonzero(params, include_biases=True) == 198_915
+    assert kept_weights(params) == 197_888
+    assert bias_count(params) == 1_027  # 4 x 256 + 3
 
 
 def test_width_48_dense_narrow_net_has_7152_weights(make_params):
-    assert count_nonzero(make_params((2, 48, 48, 48, 48, 3))) == 7_152
+    assert kept_weights(make_params((2, 48, 48, 48, 48, 3))) == 7_152
 
 
 def test_name_helpers_keep_dict_order(make_params):
@@ -39,56 +26,46 @@ def test_name_helpers_keep_dict_order(make_params):
     assert bias_names(params) == ["layers.0.bias", "layers.1.bias", "layers.2.bias"]
 
 
-def test_ones_like_masks_defaults_to_weights(make_params):
-    params = make_params()
-    masks = ones_like_masks(params)
-    assert list(masks) == weight_names(params)
-    assert all(masks[n].shape == params[n].shape and bool(torch.all(masks[n] == 1)) for n in masks)
-    assert list(ones_like_masks(params, ["layers.1.bias"])) == ["layers.1.bias"]
-    with pytest.raises(KeyError):
-        ones_like_masks(params, ["nope.weight"])
+def test_masks_reduce_the_count_and_unmasked_weights_count_whole(make_params):
+    params = make_params((2, 10, 3))  # weights: 20 + 30, biases 10 + 3
+    mask = torch.ones(10, 2)
+    mask[:, 0] = 0  # 10 of 20 pruned
+    assert kept_weights(params, {"layers.0.weight": mask}) == 10 + 30
+    assert kept_weights(params, {}) == kept_weights(params, None) == 50
+    assert bias_count(params) == 13
 
 
-def test_apply_masks_multiplies_only_masked_parameters(make_params):
-    params = make_params()
-    masks = ones_like_masks(params)
-    masks["layers.1.weight"][0] = 0
-    masked = apply_masks(params, masks)
-    assert torch.all(masked["layers.1.weight"][0] == 0)
-    assert torch.equal(masked["layers.1.weight"][1:], params["layers.1.weight"][1:])
-    assert masked["layers.1.bias"] is params["layers.1.bias"]
-    assert apply_masks(params, None) == params
-    with pytest.raises(KeyError):
-        apply_masks(params, {"missing.weight": torch.ones(1)})
-
-
-def test_shared_masks_broadcast_over_a_batch_of_parameters(make_params):
-    batched = make_params(batch=4)
-    mask = torch.zeros_like(batched["layers.0.weight"][0])
-    masked = apply_masks(batched, {"layers.0.weight": mask})
-    assert masked["layers.0.weight"].shape == batched["layers.0.weight"].shape
-    assert torch.all(masked["layers.0.weight"] == 0)
-
-
-def test_density_and_counts_with_masks(make_params):
-    params = make_params((2, 10, 3))  # weights: 20 + 30
-    masks = ones_like_masks(params)
-    masks["layers.0.weight"][:, 0] = 0  # 10 of 20 pruned
-    assert density(masks) == pytest.approx(40 / 50)
-    assert layer_densities(masks) == {"layers.0.weight": 0.5, "layers.1.weight": 1.0}
-    assert count_nonzero(params, masks) == 40
-    assert count_nonzero_by_kind(params, masks).biases == 13
-    assert density({}) == 1.0
-
-
-def test_counts_are_of_values_so_zero_weights_do_not_count(make_params):
+def test_kept_weights_counts_mask_entries_not_values(make_params):
     params = make_params((2, 10, 3))
-    params["layers.1.weight"][0] = 0.0
-    params["layers.1.bias"][:] = 0.0
-    assert count_nonzero_by_kind(params) == NonzeroCount(weights=40, biases=10)  # a (3, 10) row of 10 is zero
+    params["layers.1.weight"][0] = 0.0  # a zero weight is still a sent (kept) weight
+    assert kept_weights(params) == 50
+    assert count_nonzero(params[n] for n in weight_names(params)) == 40
+
+
+def test_per_signal_counts(make_params):
+    params = make_params((2, 10, 3))
+    masks = {"layers.0.weight": torch.ones(3, 10, 2), "layers.1.weight": torch.ones(3, 3, 10)}
+    masks["layers.0.weight"][1, :4] = 0  # signal 1 loses 8
+    masks["layers.1.weight"][2, 0, :5] = 0  # signal 2 loses 5
+    counts = kept_weights(params, masks, per_signal=True)
+    assert counts.dtype == torch.int64
+    assert counts.tolist() == [50, 42, 45]
+    assert kept_weights(params, {"layers.0.weight": masks["layers.0.weight"]}, per_signal=True).tolist() == [
+        50, 42, 50
+    ]
+
+
+def test_count_nonzero_is_exact(make_params):
+    values = [torch.tensor([0.0, 1e-30, -2.0]), torch.zeros(4), torch.tensor([[3.0, 0.0]])]
+    assert count_nonzero(values) == 3  # no tolerance: 1e-30 counts
+    assert count_nonzero([]) == 0
+    batched = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    assert count_nonzero([batched, batched[:, :1]], per_signal=True).tolist() == [2, 0]
+    with pytest.raises(ValueError):
+        count_nonzero([], per_signal=True)
 
 
 def test_other_parameters_are_not_counted(make_params):
     params = make_params((2, 10, 3))
     params["modulations"] = torch.ones(10)
-    assert count_nonzero(params, include_biases=True) == 50 + 13
+    assert kept_weights(params) + bias_count(params) == 50 + 13

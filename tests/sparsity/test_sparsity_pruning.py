@@ -7,41 +7,51 @@ import math
 import pytest
 import torch
 
-from metasparse.sparsity.masks import count_nonzero, density, ones_like_masks
+from metasparse.sparsity.masks import count_nonzero, kept_weights, weight_names
 from metasparse.sparsity.pruning import (
-    density_after_rounds,
     global_magnitude_prune,
     global_magnitude_prune_batched,
     num_to_prune,
     prunable_names,
-    prune_to_count,
     prune_to_count_batched,
     random_prune,
-    rounds_for_target,
     surviving_after_rounds,
 )
 
 SIREN_WIDTHS = (2, 256, 256, 256, 256, 3)  # the Meta-SparseINR image SIREN: 197,888 weights
 
 
+def ones_like_masks(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """All-ones masks of every weight: a dense network."""
+    return {name: torch.ones_like(params[name]) for name in weight_names(params)}
+
+
+def count_nonzero_weights(params: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> int:
+    """Non-zero entries of the masked weights, counted on the values (not on the masks)."""
+    return count_nonzero(params[n] * masks[n] if n in masks else params[n] for n in weight_names(params))
+
+
+def prune_to_count(params, masks, num_to_keep):
+    """``prune_to_count_batched`` on a batch of one signal."""
+    batch = {n: p[None] for n, p in params.items()}
+    shared = None if masks is None else {n: m[None] for n, m in masks.items()}
+    return {n: m[0] for n, m in prune_to_count_batched(batch, shared, num_to_keep).items()}
+
+
 def test_fifteen_rounds_of_twenty_percent_leave_the_papers_6964_weights():
     # Truncating each round's count reproduces the paper; rounding each round would give 6,962.
     assert surviving_after_rounds(197_888, 15) == 6_964
     assert round(197_888 * 0.8**15) == 6_963
-    assert rounds_for_target(197_888, 6_964) == 15
-    assert rounds_for_target(197_888, 7_152) == 15
-    assert rounds_for_target(197_888, 197_888) == 0
+    assert surviving_after_rounds(197_888, 14) > 7_152  # 14 rounds are not enough for 7,152
 
 
 def test_count_helpers():
     assert num_to_prune(197_888) == 39_577  # floor(39,577.6)
     assert num_to_prune(100, 0.29) == 29  # 0.29 * 100 is 28.999999999999996 in binary
-    assert density_after_rounds(15) == pytest.approx(0.8**15)
     assert surviving_after_rounds(10, 3, 0.0) == 10
     with pytest.raises(ValueError):
         num_to_prune(10, 1.5)
-    with pytest.raises(ValueError):
-        rounds_for_target(3, 0)  # 20 % of 3 or fewer weights rounds down to 0: pruning stalls
+    assert surviving_after_rounds(4, 10) == 4  # 20 % of 4 or fewer weights rounds down to 0: pruning stalls
 
 
 def test_iterative_pruning_of_a_siren_reproduces_the_exact_counts(make_params):
@@ -50,11 +60,12 @@ def test_iterative_pruning_of_a_siren_reproduces_the_exact_counts(make_params):
     for round_index in range(1, 16):
         previous = masks
         masks = global_magnitude_prune(params, masks)
-        assert count_nonzero(params, masks) == surviving_after_rounds(197_888, round_index)
+        assert count_nonzero_weights(params, masks) == surviving_after_rounds(197_888, round_index)
         for name in masks:  # pruned weights stay pruned
             assert torch.all(masks[name] <= previous[name])
-    assert count_nonzero(params, masks) == 6_964
-    assert density(masks) == pytest.approx(0.8**15, rel=1e-3)
+    assert count_nonzero_weights(params, masks) == 6_964
+    assert kept_weights(params, masks) == 6_964
+    assert kept_weights(params, masks) / 197_888 == pytest.approx(0.8**15, rel=1e-3)
     assert set(masks) == {f"layers.{i}.weight" for i in range(5)}  # biases never get a mask
 
 
@@ -87,7 +98,7 @@ def test_only_surviving_weights_are_counted_and_scored(make_params):
     masks = ones_like_masks(params)
     masks["layers.0.weight"].zero_()  # 16 pruned earlier, 24 survive
     new = global_magnitude_prune(params, masks, fraction=0.25)
-    assert count_nonzero(params, new) == 24 - 6
+    assert count_nonzero_weights(params, new) == 24 - 6
     assert torch.all(new["layers.0.weight"] == 0)
 
 
@@ -95,7 +106,7 @@ def test_prunable_list_excludes_a_fixed_first_layer(make_params):
     params = make_params((2, 16, 16, 3))
     masks = global_magnitude_prune(params, None, prunable=["layers.1.weight", "layers.2.weight"])
     assert "layers.0.weight" not in masks
-    assert count_nonzero(params, masks) == 32 + (256 + 48) - math.floor(0.2 * (256 + 48))
+    assert count_nonzero_weights(params, masks) == 32 + (256 + 48) - math.floor(0.2 * (256 + 48))
 
 
 def test_biases_can_never_be_pruned(make_params):
@@ -121,7 +132,7 @@ def test_random_pruning_removes_the_same_count_but_other_weights(make_params):
     magnitude = global_magnitude_prune(params, masks)
     random_a = random_prune(masks, generator=torch.Generator().manual_seed(0))
     random_b = random_prune(masks, generator=torch.Generator().manual_seed(0))
-    assert count_nonzero(params, random_a) == count_nonzero(params, magnitude)
+    assert count_nonzero_weights(params, random_a) == count_nonzero_weights(params, magnitude)
     assert all(torch.equal(random_a[n], random_b[n]) for n in masks)
     assert any(not torch.equal(random_a[n], magnitude[n]) for n in masks)
     again = random_prune(random_a, generator=torch.Generator().manual_seed(1))
@@ -131,12 +142,12 @@ def test_random_pruning_removes_the_same_count_but_other_weights(make_params):
 def test_prune_to_count_keeps_exactly_the_largest(make_params):
     params = make_params((2, 32, 32, 3))
     masks = prune_to_count(params, None, num_to_keep=100)
-    assert count_nonzero(params, masks) == 100
+    assert count_nonzero_weights(params, masks) == 100
     kept = torch.cat([params[n][masks[n] == 1].abs() for n in masks])
     all_magnitudes = torch.cat([params[n].abs().flatten() for n in masks])
     assert torch.equal(kept.sort().values, all_magnitudes.topk(100).values.sort().values)
     unchanged = prune_to_count(params, masks, num_to_keep=500)  # masks never grow back
-    assert count_nonzero(params, unchanged) == 100
+    assert count_nonzero_weights(params, unchanged) == 100
 
 
 def test_batched_pruning_equals_pruning_each_signal(make_params):
@@ -152,6 +163,7 @@ def test_batched_pruning_equals_pruning_each_signal(make_params):
     assert not torch.equal(round_two["layers.1.weight"][0], round_two["layers.1.weight"][1])
 
     one_shot = prune_to_count_batched(batched, None, num_to_keep=50)
+    assert kept_weights(signal[0], one_shot, per_signal=True).tolist() == [50, 50, 50]
     for i in range(3):
         expected = prune_to_count(signal[i], None, num_to_keep=50)
         assert all(torch.equal(one_shot[n][i], expected[n]) for n in expected)

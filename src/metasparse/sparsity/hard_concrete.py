@@ -27,10 +27,12 @@ Randomness is always controlled by the caller: ``sample`` takes the uniform nois
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from metasparse.sparsity.masks import weight_names
 
 # Gates start mostly open: P(z != 0) = 0.99 at initialisation gives log_alpha ~ 3.0, where the
 # test-time gate is exactly 1 and about 80 % of training samples are exactly 1. A network gated
@@ -82,10 +84,6 @@ class HardConcrete:
         the logistic noise ``log u - log(1 - u)`` makes that probability a sigmoid.
         """
         return torch.sigmoid(log_alpha - self.l0_shift)
-
-    def prob_one(self, log_alpha: torch.Tensor) -> torch.Tensor:
-        """Element-wise ``P(z = 1) = sigmoid(log_alpha - beta * log((1 - gamma) / (zeta - 1)))``."""
-        return torch.sigmoid(log_alpha - self.beta * math.log((1.0 - self.gamma) / (self.zeta - 1.0)))
 
     def expected_l0(self, log_alpha: torch.Tensor) -> torch.Tensor:
         """Expected number of non-zero gates, ``sum sigmoid(log_alpha - beta * log(-gamma / zeta))``.
@@ -147,7 +145,7 @@ class HardConcrete:
     # ------------------------------------------------------------------ parameters
 
     def clamp(self, log_alpha: torch.Tensor) -> torch.Tensor:
-        """``log_alpha`` clamped to ``log_alpha_range`` (out of place; see ``gates.clamp_log_alphas_``)."""
+        """``log_alpha`` clamped to ``log_alpha_range`` (out of place; see ``clamp_log_alphas_``)."""
         low, high = self.log_alpha_range
         return torch.clamp(log_alpha, low, high)
 
@@ -185,3 +183,72 @@ class HardConcrete:
 
 HARD_CONCRETE = HardConcrete()
 """The distribution with the paper constants (beta = 2/3, gamma = -0.1, zeta = 1.1)."""
+
+
+# ---------------------------------------------------------------------------- gate dicts
+#
+# A gate dict maps parameter names to ``log_alpha`` tensors of the parameters' shapes (one gate
+# per element); names that are absent are not gated.
+
+
+def init_log_alphas(
+    params: Mapping[str, torch.Tensor],
+    names: Iterable[str] | None = None,
+    hard_concrete: HardConcrete = HARD_CONCRETE,
+    initial_keep_prob: float = DEFAULT_INITIAL_KEEP_PROB,
+    mean: float | None = None,
+    std: float = DEFAULT_INITIAL_LOG_ALPHA_STD,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Initial ``log_alpha`` tensors, one per gated parameter (``names``, default every ``*.weight``).
+
+    Drawn one after the other in the order of ``names`` with ``HardConcrete.init_log_alpha``, on
+    the parameters' device and dtype; make them leaves with ``requires_grad_()`` to learn them.
+    """
+    selected = weight_names(params) if names is None else list(names)
+    unknown = [name for name in selected if name not in params]
+    if unknown:
+        raise KeyError(f"gates for parameters that do not exist: {unknown}")
+    return {
+        name: hard_concrete.init_log_alpha(
+            params[name].shape,
+            initial_keep_prob=initial_keep_prob,
+            mean=mean,
+            std=std,
+            generator=generator,
+            device=params[name].device,
+            dtype=params[name].dtype,
+        )
+        for name in selected
+    }
+
+
+def gate_uniform_noise(
+    log_alphas: Mapping[str, torch.Tensor],
+    generator: torch.Generator | None = None,
+    batch_shape: Sequence[int] = (),
+    hard_concrete: HardConcrete = HARD_CONCRETE,
+) -> dict[str, torch.Tensor]:
+    """Noise ``u ~ U(eps, 1 - eps)`` for every gate, with optional leading ``batch_shape``.
+
+    Draw it outside ``vmap`` and pass it to ``HardConcrete.sample`` inside: a leading batch
+    dimension gives each signal its own gate sample.
+    """
+    return {
+        name: hard_concrete.uniform_noise((*batch_shape, *la.shape), generator, device=la.device, dtype=la.dtype)
+        for name, la in log_alphas.items()
+    }
+
+
+def clamp_log_alphas_(
+    log_alphas: Mapping[str, torch.Tensor], hard_concrete: HardConcrete = HARD_CONCRETE
+) -> None:
+    """Clamp learnable ``log_alpha`` leaves in place to ``hard_concrete.log_alpha_range``.
+
+    Call after each optimiser step; in place and outside autograd so the optimiser keeps its state
+    attached to the same tensors.
+    """
+    low, high = hard_concrete.log_alpha_range
+    with torch.no_grad():
+        for la in log_alphas.values():
+            la.clamp_(low, high)

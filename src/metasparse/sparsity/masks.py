@@ -12,7 +12,6 @@ Both papers count **non-zero weights only**, biases excluded: Meta-SparseINR's 6
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
 
 import torch
 
@@ -27,76 +26,40 @@ def bias_names(params: Mapping[str, torch.Tensor]) -> list[str]:
     return [name for name in params if name.endswith(".bias") or name == "bias"]
 
 
-def ones_like_masks(
-    params: Mapping[str, torch.Tensor], names: Iterable[str] | None = None
-) -> dict[str, torch.Tensor]:
-    """All-ones masks for ``names`` (default: every weight), in the parameters' shapes and dtypes."""
-    selected = weight_names(params) if names is None else list(names)
-    missing = [name for name in selected if name not in params]
-    if missing:
-        raise KeyError(f"no parameters named {missing}")
-    return {name: torch.ones_like(params[name]) for name in selected}
+def count_nonzero(tensors: Iterable[torch.Tensor], per_signal: bool = False) -> int | torch.Tensor:
+    """Exact number of non-zero entries over all ``tensors`` together (no tolerance).
 
-
-def apply_masks(
-    params: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor] | None
-) -> dict[str, torch.Tensor]:
-    """A new parameter dict with every masked parameter multiplied by its mask (others unchanged).
-
-    Masks broadcast, so a shared mask applies to a batch of per-signal parameters.
+    With ``per_signal`` every tensor carries a leading signal dimension and the result is a (N,)
+    int64 tensor (on the tensors' device), one count per signal.
     """
-    if not masks:
-        return dict(params)
-    unknown = [name for name in masks if name not in params]
-    if unknown:
-        raise KeyError(f"masks for parameters that do not exist: {unknown}")
-    return {name: p * masks[name] if name in masks else p for name, p in params.items()}
+    tensors = list(tensors)
+    if per_signal:
+        if not tensors:
+            raise ValueError("counting per signal needs at least one tensor (for the number of signals)")
+        return sum((t != 0).reshape(t.shape[0], -1).sum(dim=1) for t in tensors)
+    return sum(int(torch.count_nonzero(t)) for t in tensors)
 
 
-def density(masks: Mapping[str, torch.Tensor]) -> float:
-    """Fraction of mask entries that are kept, over all masks together (1.0 for no masks)."""
-    total = sum(m.numel() for m in masks.values())
-    if total == 0:
-        return 1.0
-    return float(sum(int(torch.count_nonzero(m)) for m in masks.values())) / total
-
-
-def layer_densities(masks: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Fraction of kept entries of each mask."""
-    return {name: float(torch.count_nonzero(m)) / max(m.numel(), 1) for name, m in masks.items()}
-
-
-class NonzeroCount(NamedTuple):
-    """Non-zero weights and non-zero biases of a (masked) parameter dict."""
-
-    weights: int
-    biases: int
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.biases
-
-
-def count_nonzero_by_kind(
-    params: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor] | None = None
-) -> NonzeroCount:
-    """Non-zero entries of ``params * masks``, weights and biases separately.
-
-    Values are counted, not mask entries, so an unmasked dense net counts its non-zero weights.
-    Parameters that are neither ``*.weight`` nor ``*.bias`` (modulations, learned learning rates)
-    are not counted.
-    """
-    masked = apply_masks(params, masks)
-    weights = sum(int(torch.count_nonzero(masked[name])) for name in weight_names(masked))
-    biases = sum(int(torch.count_nonzero(masked[name])) for name in bias_names(masked))
-    return NonzeroCount(weights=weights, biases=biases)
-
-
-def count_nonzero(
+def kept_weights(
     params: Mapping[str, torch.Tensor],
     masks: Mapping[str, torch.Tensor] | None = None,
-    include_biases: bool = False,
-) -> int:
-    """The parameter count the papers report: non-zero weights, plus biases if ``include_biases``."""
-    counts = count_nonzero_by_kind(params, masks)
-    return counts.total if include_biases else counts.weights
+    per_signal: bool = False,
+) -> int | torch.Tensor:
+    """The weights a (masked) network keeps, the count the papers report: biases are excluded.
+
+    A masked weight counts its kept mask entries, an unmasked one all its entries (whatever their
+    values). ``params`` have the shapes of one network; with ``per_signal`` the masks carry a
+    leading signal dimension ``(N, ...)`` and the result is a (N,) int64 tensor.
+    """
+    masks = masks or {}
+    names = weight_names(params)
+    dense = sum(params[name].numel() for name in names if name not in masks)
+    masked = [masks[name] for name in names if name in masks]
+    if per_signal:
+        return count_nonzero(masked, per_signal=True) + dense
+    return count_nonzero(masked) + dense
+
+
+def bias_count(params: Mapping[str, torch.Tensor]) -> int:
+    """Number of bias entries (biases are never pruned, so all of them are sent)."""
+    return sum(params[name].numel() for name in bias_names(params))

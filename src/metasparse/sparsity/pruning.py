@@ -50,34 +50,6 @@ def surviving_after_rounds(num_weights: int, rounds: int, fraction: float = DEFA
     return surviving
 
 
-def density_after_rounds(rounds: int, fraction: float = DEFAULT_PRUNE_FRACTION) -> float:
-    """Nominal density ``(1 - fraction)^rounds`` (0.8^k for the paper's 20 %)."""
-    _check_fraction(fraction)
-    if rounds < 0:
-        raise ValueError(f"number of rounds must be non-negative, got {rounds}")
-    return (1.0 - fraction) ** rounds
-
-
-def rounds_for_target(num_weights: int, target: int, fraction: float = DEFAULT_PRUNE_FRACTION) -> int:
-    """Fewest rounds after which at most ``target`` weights survive (0 if already there).
-
-    ``rounds_for_target(197_888, 6_964) == 15``.
-    """
-    _check_fraction(fraction)
-    if target < 0:
-        raise ValueError(f"target count must be non-negative, got {target}")
-    surviving, rounds = int(num_weights), 0
-    while surviving > target:
-        removed = num_to_prune(surviving, fraction)
-        if removed == 0:
-            raise ValueError(
-                f"pruning {fraction:.0%} per round stalls at {surviving} weights, above the target {target}"
-            )
-        surviving -= removed
-        rounds += 1
-    return rounds
-
-
 # ---------------------------------------------------------------------------- pruning
 
 
@@ -134,23 +106,6 @@ def random_prune(
     return _prune(scores, masks, batched=False, fraction=fraction)
 
 
-def prune_to_count(
-    params: Mapping[str, torch.Tensor],
-    masks: Mapping[str, torch.Tensor] | None,
-    num_to_keep: int,
-    prunable: Sequence[str] | None = None,
-) -> dict[str, torch.Tensor]:
-    """One-shot global magnitude pruning down to ``num_to_keep`` weights (MAML+OneShot baseline).
-
-    If fewer than ``num_to_keep`` weights survive already, nothing is removed (masks never grow).
-    """
-    if num_to_keep < 0:
-        raise ValueError(f"number of weights to keep must be non-negative, got {num_to_keep}")
-    masks = {} if masks is None else masks
-    names = prunable_names(params, prunable)
-    return _prune(_magnitudes(params, names), masks, batched=False, num_to_keep=num_to_keep)
-
-
 def global_magnitude_prune_batched(
     params: Mapping[str, torch.Tensor],
     masks: Mapping[str, torch.Tensor] | None,
@@ -174,8 +129,11 @@ def prune_to_count_batched(
     num_to_keep: int,
     prunable: Sequence[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``prune_to_count`` applied to each signal of a batch independently (shapes as in
-    ``global_magnitude_prune_batched``)."""
+    """One-shot global magnitude pruning of each signal of a batch down to ``num_to_keep`` weights
+    (MAML+OneShot baseline); shapes as in ``global_magnitude_prune_batched``.
+
+    A signal with at most ``num_to_keep`` surviving weights loses nothing (masks never grow).
+    """
     if num_to_keep < 0:
         raise ValueError(f"number of weights to keep must be non-negative, got {num_to_keep}")
     masks = {} if masks is None else masks

@@ -55,7 +55,7 @@ import torch
 from metasparse.errors import ConfigError
 from metasparse.nn.siren import CoordinateNetwork, Params
 from metasparse.problems_registry import register_problem
-from metasparse.sparsity.gates import clamp_log_alphas_, gate_uniform_noise, init_log_alphas
+from metasparse.sparsity.hard_concrete import clamp_log_alphas_, gate_uniform_noise, init_log_alphas
 from metasparse.sparsity.hard_concrete import HARD_CONCRETE, HardConcrete
 from metasparse.meta.problems.base import ModulationProblem, WeightsProblem
 
