@@ -22,6 +22,7 @@ from metasparse.errors import DataError
 from metasparse.utils.fileio import write_atomic
 from metasparse.meta.fit import FitConfig, FitResult, fit_signals
 from metasparse.modalities.base import get_modality
+from metasparse.sparsity.masks import bias_count, kept_weights
 from metasparse.training.trainer import MetaModel
 
 
@@ -116,13 +117,7 @@ def count_parameters(model: MetaModel) -> tuple[int | None, int | None]:
     theta = model.meta.get("theta")
     if theta is None:
         return None, None
-    weights = [k for k in theta if k.endswith(".weight")]
-    biases = sum(theta[k].numel() for k in theta if k.endswith(".bias"))
-    if model.masks:
-        nz = sum(int(model.masks[k].sum()) if k in model.masks else theta[k].numel() for k in weights)
-    else:
-        nz = sum(theta[k].numel() for k in weights)
-    return nz, biases
+    return kept_weights(theta, model.masks), bias_count(theta)
 
 
 def write_report(out_dir: Path, report: EvalReport, names: list[str]) -> None:

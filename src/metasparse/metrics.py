@@ -40,8 +40,18 @@ def _check_same_shape(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of [0, 1] data: -10 log10(MSE)."""
+    """PSNR in dB of [0, 1] data: -10 log10(MSE), element-wise; an MSE below 1e-12 counts as 1e-12
+    (120 dB), so a perfect fit gives a finite number that averages."""
     return -10.0 * torch.log10(mse.clamp_min(1e-12))
+
+
+def psnr_uint8(decoded: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) per image of uint8-valued tensors ``(N, ...)`` (any dtype holding 0..255), as a PNG
+    or JPEG decoder gives them; the MSE is taken in float64 on the [0, 1] scale."""
+    if decoded.shape != original.shape:
+        raise ValueError(f"images differ in shape: {tuple(decoded.shape)} vs {tuple(original.shape)}")
+    mse = ((decoded.double() - original.double()) / 255.0).pow(2).flatten(1).mean(dim=1)
+    return psnr_from_mse(mse)
 
 
 def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -53,6 +63,7 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     x, y = _to_unit_float(a), _to_unit_float(b)
     _check_same_shape(x, y)
     mse = float(torch.mean((x - y) ** 2))
+    # Not psnr_from_mse: its 1e-12 floor would cap near-lossless comparisons of large images at 120 dB.
     return math.inf if mse == 0.0 else -10.0 * math.log10(mse)
 
 

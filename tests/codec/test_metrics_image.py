@@ -6,7 +6,7 @@ import pytest
 import pytorch_msssim
 import torch
 
-from metasparse.metrics import _ms_ssim_few_scales, ms_ssim, ms_ssim_scales, psnr
+from metasparse.metrics import _ms_ssim_few_scales, ms_ssim, ms_ssim_scales, psnr, psnr_from_mse, psnr_uint8
 
 
 def _image_pair(size: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -23,6 +23,24 @@ def test_psnr_of_a_known_error() -> None:
     a = np.zeros((4, 4, 3), dtype=np.float32)
     assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-5)
     assert psnr(torch.zeros(2, 3), torch.full((2, 3), 0.01)) == pytest.approx(40.0)
+
+
+def test_psnr_from_mse_by_hand() -> None:
+    assert psnr_from_mse(torch.tensor([1.0, 0.01, 1e-4])).tolist() == pytest.approx([0.0, 20.0, 40.0])
+    assert float(psnr_from_mse(torch.tensor(0.0))) == pytest.approx(120.0)  # floored at MSE 1e-12
+
+
+def test_psnr_uint8_is_per_image_on_the_255_scale() -> None:
+    original = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    decoded = original.clone()
+    decoded[0] = 51  # an error of 0.2 everywhere: MSE 0.04, 13.98 dB
+    decoded[1, 0, 0, 0] = 255  # one wrong value of 48: MSE 1/48
+    values = psnr_uint8(decoded, original)
+    assert values.dtype == torch.float64
+    assert values.tolist() == pytest.approx([-10 * math.log10(0.04), 10 * math.log10(48)])
+    assert float(psnr_uint8(original, original)[0]) == pytest.approx(120.0)
+    with pytest.raises(ValueError, match="shape"):
+        psnr_uint8(decoded[:1], original)
 
 
 def test_psnr_treats_uint8_as_255ths() -> None:
@@ -55,7 +73,7 @@ def test_large_images_use_pytorch_msssim_unchanged() -> None:
     assert float(_ms_ssim_few_scales(x, y, 5, 11)) == pytest.approx(reference, abs=1e-6)
 
 
-@pytest.mark.parametrize("size", [1, 5, 12, 32, 64, 100])
+@pytest.mark.parametrize("size", [5, 12, 32, 64, 100])
 def test_small_images_fall_back_to_fewer_scales(size: int) -> None:
     clean, noisy = _image_pair(size, 20.0)
     _, noisier = _image_pair(size, 60.0, seed=1)
@@ -63,7 +81,15 @@ def test_small_images_fall_back_to_fewer_scales(size: int) -> None:
         warnings.simplefilter("error")  # no "skipping Gaussian smoothing" warnings either
         assert ms_ssim(clean, clean) == pytest.approx(1.0)
         value, worse = ms_ssim(clean, noisy), ms_ssim(clean, noisier)
-    assert 0.0 <= worse < value < 1.0 or size == 1
+    assert 0.0 <= worse < value < 1.0
+
+
+def test_a_one_pixel_image_has_ms_ssim_one_with_itself() -> None:
+    clean, noisy = _image_pair(1, 20.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ms_ssim(clean, clean) == pytest.approx(1.0)
+        assert math.isfinite(ms_ssim(clean, noisy))
 
 
 def test_layout_defaults_and_override() -> None:
