@@ -1,7 +1,8 @@
 import torch
+from torch.func import vmap
 
 from metasparse.data.signals import grid_coordinates
-from metasparse.meta.fit import FitConfig, fit_signals
+from metasparse.meta.fit import FitConfig, fit_batched, fit_signals, signal_copies
 from metasparse.metrics import psnr_from_mse
 from metasparse.meta.problems.base import WeightsProblem
 from metasparse.nn.siren import ModelConfig, build_model
@@ -56,3 +57,30 @@ def test_ema_of_iterates_and_inner_rule():
     inner = fit_signals(problem, meta, coords, targets, FitConfig(steps=2, optimizer="inner"), keep_reconstructions=True)
     assert inner.reconstructions.shape == targets.shape
     assert inner.reconstructions.min() >= 0 and inner.reconstructions.max() <= 1
+
+
+def test_fit_batched_phases_replace_masks_between_phases_only():
+    model, _, meta, coords, targets = setup()
+    batched = vmap(lambda p, m, t: ((model.apply(p, coords, masks=m) - t) ** 2).mean())
+    name = model.weight_names[1]
+    calls = []
+
+    def prune_first_row(params, masks, phase):
+        calls.append(phase)
+        assert phase == 0 or torch.all(masks[name][:, 0] == 0)  # the masks the last call returned
+        new = {n: m.clone() for n, m in masks.items()}
+        new[name][:, 0] = 0
+        return new
+
+    ones = {n: torch.ones_like(v).expand(5, *v.shape).clone() for n, v in meta["theta"].items() if n.endswith("weight")}
+    params = signal_copies(meta["theta"], 5)
+    fit = fit_batched(batched, params, targets, [3, 2, 4], "adam", 1e-3, masks=ones, after_phase=prune_first_row)
+    assert calls == [0, 1]  # not after the last phase
+    assert len(fit.losses) == 9 and fit.losses[0].shape == (5,)
+    assert torch.all(fit.masks[name][:, 0] == 0) and torch.all(fit.masks[name][:, 1:] == 1)
+
+    # Phases without a hook are one fit: the same numbers as a single phase of the same length.
+    split, whole = signal_copies(meta["theta"], 5), signal_copies(meta["theta"], 5)
+    fit_batched(batched, split, targets, [4, 5], "adam", 1e-3, masks=None)
+    fit_batched(batched, whole, targets, [9], "adam", 1e-3, masks=None)
+    assert all(torch.equal(split[k], whole[k]) for k in split)

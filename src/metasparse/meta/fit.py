@@ -8,6 +8,7 @@ until the end (no host synchronisation inside the loop).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,47 +64,102 @@ def fit_signals(
     )
 
 
-def _fit_chunk(problem, meta, coords, targets, config: FitConfig, keep_reconstructions: bool) -> FitResult:
-    b = targets.shape[0]
-    noise = problem.eval_noise(meta)
-    init = problem.init_fast(meta)
-    fast = {k: v.detach().unsqueeze(0).repeat(b, *([1] * v.dim())).clone().requires_grad_(True) for k, v in init.items()}
+def signal_copies(
+    init: Mapping[str, torch.Tensor], count: int, masks: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """``count`` independent copies of ``init`` stacked on a leading signal dimension, as fresh leaves
+    that require gradients; entries named in ``masks`` (shared or per signal) are multiplied by them."""
+    copies = {}
+    for name, value in init.items():
+        stacked = value.detach().unsqueeze(0).repeat(count, *([1] * value.dim()))
+        if masks and name in masks:
+            stacked = stacked * masks[name]
+        copies[name] = stacked.clone().requires_grad_(True)
+    return copies
 
-    def per_signal_loss(f, t):
-        return problem.loss(f, meta, coords, t, noise)
 
-    batched_loss = vmap(per_signal_loss)
-    if config.optimizer == "adam":
-        opt = torch.optim.Adam(list(fast.values()), lr=config.lr)
-    elif config.optimizer == "sgd":
-        opt = torch.optim.SGD(list(fast.values()), lr=config.lr)
-    elif config.optimizer == "inner":
+@dataclass
+class BatchedFit:
+    losses: list[torch.Tensor]  # one (N,) tensor per step: the per-signal losses before that step
+    masks: dict[str, torch.Tensor] | None  # the masks in force at the end (replaced by after_phase)
+    ema: dict[str, torch.Tensor] | None  # the average of the iterates, when ema_decay was given
+
+
+def fit_batched(
+    batched_loss: Callable[[dict, dict | None, torch.Tensor], torch.Tensor],
+    params: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    steps_per_phase: Sequence[int],
+    optimizer: Literal["adam", "sgd", "inner"] = "adam",
+    lr: float = 1e-4,
+    step_sizes: Mapping[str, torch.Tensor] | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+    ema_decay: float | None = None,
+    after_phase: Callable[[dict, dict | None, int], dict | None] | None = None,
+) -> BatchedFit:
+    """Fit N signals at once: ``sum(steps_per_phase)`` steps on the sum of the per-signal losses.
+
+    ``params`` are leaves with a leading signal dimension (see ``signal_copies``), updated in place.
+    ``batched_loss(params, masks, targets)`` returns the (N,) per-signal losses; the sum makes each
+    signal's gradient its own, so the element-wise optimisers behave as N independent fits.
+    ``optimizer`` is Adam or SGD at ``lr``, or ``"inner"``: plain steps ``p -= step_sizes[name] * g``
+    (the meta-learned inner-loop rule). One optimiser state spans all phases.
+
+    Between phases (not after the last), ``after_phase(detached params, masks, phase_index)`` may
+    return new masks (MAML+IMP prunes there): they replace ``masks`` and the masked parameters are
+    multiplied by them; ``None`` keeps the masks. With ``ema_decay`` the result also holds the
+    exponential average of the iterates (MSCN App. D.2), updated after every step.
+    """
+    leaves = list(params.values())
+    if optimizer == "adam":
+        opt = torch.optim.Adam(leaves, lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(leaves, lr=lr)
+    elif optimizer == "inner":
+        if step_sizes is None:
+            raise ValueError("the inner-loop rule needs its step sizes")
         opt = None
-        step = problem.step_size(meta, noise)
     else:
-        raise ValueError(f"unknown fitting optimiser {config.optimizer!r}")
+        raise ValueError(f"unknown fitting optimiser {optimizer!r}")
+    ema = {k: v.detach().clone() for k, v in params.items()} if ema_decay is not None else None
+    losses_per_step = []
+    for phase, steps in enumerate(steps_per_phase):
+        for _ in range(steps):
+            losses = batched_loss(params, masks, targets)
+            losses_per_step.append(losses.detach())
+            grads = torch.autograd.grad(losses.sum(), leaves)
+            with torch.no_grad():
+                if opt is None:
+                    for (name, value), g in zip(params.items(), grads):
+                        value -= step_sizes[name] * g
+                else:
+                    for value, g in zip(leaves, grads):
+                        value.grad = g
+                    opt.step()
+                if ema is not None:
+                    for name, value in params.items():
+                        ema[name].mul_(ema_decay).add_(value, alpha=1 - ema_decay)
+        if after_phase is not None and phase < len(steps_per_phase) - 1:
+            new_masks = after_phase({k: v.detach() for k, v in params.items()}, masks, phase)
+            if new_masks is not None:
+                masks = {name: m.to(params[name].dtype) for name, m in new_masks.items()}
+                with torch.no_grad():
+                    for name, m in masks.items():
+                        params[name].mul_(m)
+    return BatchedFit(losses=losses_per_step, masks=masks, ema=ema)
 
-    ema = None
-    if config.ema_decay is not None:
-        ema = {k: v.detach().clone() for k, v in fast.items()}
-    history = []
-    for _ in range(config.steps):
-        losses = batched_loss(fast, targets)
-        history.append(losses.detach())
-        total = losses.sum()
-        grads = torch.autograd.grad(total, list(fast.values()))
-        with torch.no_grad():
-            if opt is None:
-                for (k, v), g in zip(fast.items(), grads):
-                    v -= step[k] * g
-            else:
-                for v, g in zip(fast.values(), grads):
-                    v.grad = g
-                opt.step()
-            if ema is not None:
-                for k, v in fast.items():
-                    ema[k].mul_(config.ema_decay).add_(v, alpha=1 - config.ema_decay)
-    final_fast = ema if ema is not None else {k: v.detach() for k, v in fast.items()}
+
+def _fit_chunk(problem, meta, coords, targets, config: FitConfig, keep_reconstructions: bool) -> FitResult:
+    noise = problem.eval_noise(meta)
+    fast = signal_copies(problem.init_fast(meta), targets.shape[0])
+    per_signal_loss = vmap(lambda f, t: problem.loss(f, meta, coords, t, noise))
+    step_sizes = problem.step_size(meta, noise) if config.optimizer == "inner" else None
+    fit = fit_batched(
+        lambda f, _masks, t: per_signal_loss(f, t), fast, targets, [config.steps], config.optimizer,
+        config.lr, step_sizes=step_sizes, ema_decay=config.ema_decay,
+    )
+    history = fit.losses
+    final_fast = fit.ema if fit.ema is not None else {k: v.detach() for k, v in fast.items()}
     with torch.no_grad():
         preds = vmap(lambda f: problem.predict(f, meta, coords, noise))(final_fast)
         final_mse = ((preds - targets) ** 2).mean(dim=(1, 2))
