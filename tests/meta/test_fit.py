@@ -61,7 +61,7 @@ def test_ema_of_iterates_and_inner_rule():
 
 def test_fit_batched_phases_replace_masks_between_phases_only():
     model, _, meta, coords, targets = setup()
-    batched = vmap(lambda p, m, t: ((model.apply(p, coords, masks=m) - t) ** 2).mean())
+    batched = vmap(lambda p, m, t: ((model.apply(p, coords, masks=m or None) - t) ** 2).mean())
     name = model.weight_names[1]
     calls = []
 
@@ -81,6 +81,6 @@ def test_fit_batched_phases_replace_masks_between_phases_only():
 
     # Phases without a hook are one fit: the same numbers as a single phase of the same length.
     split, whole = signal_copies(meta["theta"], 5), signal_copies(meta["theta"], 5)
-    fit_batched(batched, split, targets, [4, 5], "adam", 1e-3, masks=None)
-    fit_batched(batched, whole, targets, [9], "adam", 1e-3, masks=None)
+    fit_batched(batched, split, targets, [4, 5], "adam", 1e-3, masks={})
+    fit_batched(batched, whole, targets, [9], "adam", 1e-3, masks={})
     assert all(torch.equal(split[k], whole[k]) for k in split)
