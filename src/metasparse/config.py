@@ -22,49 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from metasparse.data.config import DataConfig
 from metasparse.errors import ConfigError
+from metasparse.meta import problems
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
+from metasparse.meta.problems import PROBLEMS, MetaProblem, ProblemConfig
 from metasparse.nn.siren import ModelConfig
 
 # The only problem kind whose weights the trainer prunes (Meta-SparseINR's Algorithm 1).
 PRUNABLE_KINDS = ("weights",)
-
-
-@dataclass(frozen=True)
-class ProblemConfig:
-    """What the inner loop adapts. ``kind``: ``weights`` (MAML / Meta-SparseINR), ``functa``
-    (latent → shifts), ``modulations`` (shifts adapted directly), or a kind registered by an
-    extension (``mscn-updates``, ``mscn-weights``, ``mscn-modulations``)."""
-
-    kind: str = "weights"
-    latent_dim: int | None = None
-    l0_weight: float = 0.0
-    gate_init_keep: float = 0.9
-    gate_lr_multiplier: float = 10.0
-    gate_biases: bool = False
-    adapt_gates_inner: bool = False
-    target_count: int | None = None
-    # Outer steps over which the training budget shrinks from every gate to target_count
-    # (cubic, as gradual pruning), so gates compete before the cut; 0: the cut from step 0.
-    budget_anneal_steps: int = 0
-    # Several rates from one network (a codec's quality levels): the training budget cycles through
-    # these over the outer steps, always the top-k gates, so every nested prefix is trained.
-    train_budgets: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where signals come from. ``path``: a folder, file, ``.npz``, or ``samples`` (the photos that
-    scikit-image ships). ``patch``: train on random ``patch`` x ``patch`` crops instead of whole
-    images (a fresh draw for every batch, from the run's seed)."""
-
-    path: str = "samples"
-    transform: str | None = None
-    split: str | None = None
-    limit: int | None = None
-    patch: int | None = None
-    modality: str = "image"
 
 
 @dataclass(frozen=True)
@@ -123,6 +90,11 @@ class RunConfig:
         validate_section(self)
         _check_combinations(self)
         return self
+
+
+def build_problem(config: RunConfig, masks=None) -> MetaProblem:
+    """The meta-problem a run configuration describes, on a new network, with optional weight ``masks``."""
+    return problems.build_problem(config.problem, config.meta, config.model, masks)
 
 
 # ------------------------------------------------------------------------------ allowed values
@@ -217,9 +189,7 @@ def _device_name(value) -> bool:
 
 
 def _problem_kinds() -> list[str]:
-    from metasparse.problems_registry import available_problems  # imports this module: only once it is loaded
-
-    return available_problems()
+    return sorted(PROBLEMS)
 
 
 def _modalities() -> list[str]:

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from metasparse.config import ModelConfig, ProblemConfig, RunConfig
+from metasparse.config import ModelConfig, ProblemConfig, RunConfig, build_problem
 from metasparse.data.signals import grid_coordinates
 from metasparse.errors import ConfigError
 from metasparse.meta.engine import MetaConfig, MetaLearner, adapted_losses, inner_loop, make_meta_gradient
@@ -16,8 +16,8 @@ from metasparse.meta.problems.gated import (
     search_l0_weight,
     with_gate_lr_multiplier,
 )
+from metasparse.meta.problems import PROBLEMS
 from metasparse.nn.siren import build_model
-from metasparse.problems_registry import available_problems, build_problem
 
 KINDS = {"mscn-updates": GatedUpdatesProblem, "mscn-weights": GatedWeightsProblem,
          "mscn-modulations": GatedModulationProblem}
@@ -164,12 +164,12 @@ def test_fixed_lr_option_and_clamp():
     z = problem.test_gates(meta)
     assert torch.equal(step["layers.0.weight"], 0.1 * z["layers.0.weight"])
     meta[GATE_META_KEY]["layers.0.weight"].fill_(100.0)
-    problem.clamp_meta(meta)
+    problem.project(meta)
     assert meta[GATE_META_KEY]["layers.0.weight"].max() == problem.hard_concrete.log_alpha_range[1]
 
 
 def test_registry_builds_each_kind():
-    assert set(KINDS) <= set(available_problems())
+    assert set(KINDS) <= set(PROBLEMS.names())
     base = RunConfig(model=ModelConfig(width=8, depth=2, w0=30))
     for kind, cls in KINDS.items():
         cfg = dataclasses.replace(base, problem=ProblemConfig(kind=kind, l0_weight=0.01, target_count=3))

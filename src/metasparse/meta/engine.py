@@ -105,7 +105,8 @@ class MetaLearner:
         self.problem = problem
         self.config = config
         self.meta = {g: {k: v.detach().clone().requires_grad_(True) for k, v in d.items()} for g, d in meta.items()}
-        multipliers = dict(config.group_lr_multipliers)
+        # The problem's own multipliers (e.g. MSCN's gate locations); an explicit config entry wins.
+        multipliers = {**problem.lr_multipliers(), **dict(config.group_lr_multipliers)}
         groups = []
         for name, tensors in self.meta.items():
             lr = config.outer_lr * multipliers.get(name, 1.0)
@@ -119,6 +120,12 @@ class MetaLearner:
         if config.tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+
+    def set_problem(self, problem: MetaProblem) -> None:
+        """Continue with ``problem`` (e.g. the same problem with new pruning masks): the meta-state and the
+        optimiser are kept, the (compiled) meta-gradient is rebuilt around it."""
+        self.problem = problem
+        self._meta_grad = make_meta_gradient(problem, self.config)
 
     def params(self) -> list[torch.Tensor]:
         return [v for d in self.meta.values() for v in d.values()]
@@ -148,12 +155,11 @@ class MetaLearner:
         return losses
 
     def after_step(self) -> None:
-        """Keep constrained meta-state valid (e.g. MetaSGD lrs inside their clip range)."""
+        """Keep constrained meta-state valid: MetaSGD lrs inside their clip range, then the problem's own
+        constraints (``MetaProblem.project``)."""
         with torch.no_grad():
             if "lrs" in self.meta:
                 lo, hi = self.config.lr_clip
                 for v in self.meta["lrs"].values():
                     v.clamp_(lo, hi)
-            clamp = getattr(self.problem, "clamp_meta", None)
-            if clamp is not None:
-                clamp(self.meta)
+            self.problem.project(self.meta)

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metasparse.config import DataConfig
+from metasparse.data.config import DataConfig
 from metasparse.data.geometry import meshes, shapes2d, sphere
 from metasparse.viz import renders as render
 from metasparse.data.signals import SignalSet, grid_coordinates

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from metasparse.config import DataConfig
+from metasparse.data.config import DataConfig
 from metasparse.data.signals import SignalSet, grid_coordinates
 from metasparse.errors import DataError
 

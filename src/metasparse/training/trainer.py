@@ -18,16 +18,16 @@ from pathlib import Path
 
 import torch
 
-from metasparse.utils import tensorfile as ckpt
-from metasparse.training import distributed
-from metasparse.config import PRUNABLE_KINDS, RunConfig
-from metasparse.modalities.loading import BatchSource
-from metasparse.utils.device import resolve_device
+from metasparse.config import RunConfig, build_problem
 from metasparse.errors import ConfigError, MetasparseError, ModelError
 from metasparse.meta.engine import MetaLearner
+from metasparse.meta.problems import MetaProblem
 from metasparse.metrics import psnr_from_mse
-from metasparse.meta.problems.base import MetaProblem
-from metasparse.problems_registry import build_problem
+from metasparse.modalities.loading import BatchSource
+from metasparse.sparsity import pruning
+from metasparse.training import distributed
+from metasparse.utils import tensorfile as ckpt
+from metasparse.utils.device import resolve_device
 
 
 @dataclass
@@ -103,7 +103,7 @@ class Trainer:
         self.world = distributed.world()
         self.batch_slice = distributed.batch_slice(config.meta.batch_size, self.world)
         reducer = distributed.all_reduce_mean_ if self.world.distributed else None
-        self.learner = MetaLearner(self.problem, _meta_config_for(config, meta), meta, grad_reducer=reducer)
+        self.learner = MetaLearner(self.problem, config.meta, meta, grad_reducer=reducer)
         self.step = 0
         self.round = 0  # pruning rounds applied so far
         self.history: list[dict] = []
@@ -212,11 +212,8 @@ class Trainer:
     def set_masks(self, masks: dict[str, torch.Tensor] | None) -> None:
         """Install pruning masks: the problem and (compiled) meta-gradient are rebuilt around them."""
         self.masks = masks
-        self.problem = build_problem(self.config, masks)
-        self.learner.problem = self.problem
-        from metasparse.meta.engine import make_meta_gradient
-
-        self.learner._meta_grad = make_meta_gradient(self.problem, self.config.meta)
+        self.problem = self.problem.with_masks(masks)
+        self.learner.set_problem(self.problem)
         if masks:
             with torch.no_grad():
                 for k, m in masks.items():
@@ -227,10 +224,8 @@ class Trainer:
 
     # -- pruning ------------------------------------------------------------------------------
     def prune_once(self) -> None:
-        from metasparse.sparsity import pruning
-
         theta = self.learner.detached_meta()["theta"]
-        names = self.problem.model.weight_names
+        names = self.problem.prunable_names()
         masks = self.masks or {n: torch.ones_like(theta[n]) for n in names}
         fraction = self.config.prune.fraction
         if self.config.prune.method == "magnitude":
@@ -255,9 +250,7 @@ class Trainer:
             if self._needs_prune():
                 self.save_round(self.round)
                 self.prune_once()
-            set_step = getattr(self.problem, "set_step", None)
-            if set_step is not None:  # MSCN: the training budget of this step (annealed or fixed)
-                set_step(self.step, self.problem.num_gates(self.learner.meta))
+            self.problem.on_outer_step(self.step, self.learner.meta)  # e.g. MSCN's training budget
             targets = self.source.sample(cfg.meta.batch_size, self.batch_generator)
             if self.world.distributed:  # every rank draws the whole batch so the generators stay in step
                 targets = targets[self.batch_slice]
@@ -289,7 +282,7 @@ class Trainer:
         return self.meta_model()
 
     def _needs_prune(self) -> bool:
-        if self.config.prune.rounds == 0 or self.config.problem.kind not in PRUNABLE_KINDS:
+        if self.config.prune.rounds == 0 or not self.problem.supports_pruning:
             return False
         return phase_of(self.config, self.step) > self.round
 
@@ -335,15 +328,6 @@ def _check_meta_layout(path, config: RunConfig, meta: dict, masks: dict | None) 
         if name not in theta or not torch.is_tensor(mask) or tuple(mask.shape) != tuple(theta[name].shape):
             raise ModelError(f"{path}: mask {name!r} matches no weight of this network (a corrupt or "
                              "incompatible file)")
-
-
-def _meta_config_for(config: RunConfig, meta: dict):
-    """Gate locations (MSCN) get their own outer learning rate: ``problem.gate_lr_multiplier``."""
-    from metasparse.meta.problems.gated import GATE_META_KEY, with_gate_lr_multiplier
-
-    if GATE_META_KEY in meta:
-        return with_gate_lr_multiplier(config.meta, config.problem.gate_lr_multiplier)
-    return config.meta
 
 
 def _resume_key(config: RunConfig) -> str:

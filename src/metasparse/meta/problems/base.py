@@ -9,16 +9,55 @@ MAML on all weights (Meta-SparseINR), gated updates (MSCN), and modulations (Fun
     outer      = mean_signals loss(fast_K, meta, coords, y) + regulariser(meta, noise)
 
 Every method is a pure function of its arguments (no state on ``self`` changes), so the engine can
-``vmap`` over signals and ``grad`` through the whole inner loop.
+``vmap`` over signals and ``grad`` through the whole inner loop. The trainer talks to a problem only
+through the hooks documented on :class:`MetaProblem` (pruning, per-step schedules, outer learning-rate
+multipliers, projection after each outer step), so a new kind needs no change in the trainer.
+
+``PROBLEMS`` maps each ``ProblemConfig.kind`` to a builder ``(problem, meta, network, masks) ->
+MetaProblem``; :mod:`metasparse.meta.problems` imports the modules that register the known kinds.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from metasparse.errors import ConfigError
 from metasparse.nn.siren import CoordinateNetwork, Params
+from metasparse.utils.registry import Registry
+
+if TYPE_CHECKING:
+    from metasparse.meta.engine import MetaConfig
+
+Meta = dict[str, Params]
+
+
+@dataclass(frozen=True)
+class ProblemConfig:
+    """What the inner loop adapts. ``kind``: ``weights`` (MAML / Meta-SparseINR), ``functa``
+    (latent → shifts), ``modulations`` (shifts adapted directly), or a kind registered by an
+    extension (``mscn-updates``, ``mscn-weights``, ``mscn-modulations``)."""
+
+    # The bundled codec model's id hashes these fields: their names, order and defaults are a file format.
+    kind: str = "weights"
+    latent_dim: int | None = None
+    l0_weight: float = 0.0
+    gate_init_keep: float = 0.9
+    gate_lr_multiplier: float = 10.0
+    gate_biases: bool = False
+    adapt_gates_inner: bool = False
+    target_count: int | None = None
+    # Outer steps over which the training budget shrinks from every gate to target_count
+    # (cubic, as gradual pruning), so gates compete before the cut; 0: the cut from step 0.
+    budget_anneal_steps: int = 0
+    # Several rates from one network (a codec's quality levels): the training budget cycles through
+    # these over the outer steps, always the top-k gates, so every nested prefix is trained.
+    train_budgets: tuple[int, ...] = ()
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -32,6 +71,30 @@ class MetaProblem:
     inner_lr: float = 1e-2
     meta_sgd: bool = False
     lr_clip: tuple[float, float] = (0.0, 1.0)
+    # Whether Meta-SparseINR's Algorithm 1 may prune this problem's weights (see ``with_masks``).
+    supports_pruning: ClassVar[bool] = False
+
+    # -- hooks for the trainer ---------------------------------------------------------------
+    def on_outer_step(self, step: int, meta: Meta) -> None:
+        """Called before outer step ``step`` (e.g. to set a training schedule); default: nothing."""
+
+    def lr_multipliers(self) -> dict[str, float]:
+        """Outer learning-rate multiplier per top-level meta group; ``MetaConfig.group_lr_multipliers``
+        entries take precedence."""
+        return {}
+
+    def project(self, meta: Meta) -> None:
+        """Bring ``meta`` back into its valid set, in place, after each optimiser step; default: nothing."""
+
+    def prunable_names(self) -> list[str]:
+        """The ``meta["theta"]`` entries that pruning may mask."""
+        return []
+
+    def with_masks(self, masks: Params | None) -> MetaProblem:
+        """The same problem with these fixed 0/1 weight masks (pruning); ``None``: without masks."""
+        if masks:
+            raise ConfigError(f"{type(self).__name__} has no weights to mask")
+        return self
 
     # -- state ------------------------------------------------------------------------------
     def init_meta(self, generator: torch.Generator, device=None) -> dict[str, Params]:
@@ -86,6 +149,8 @@ class WeightsProblem(MetaProblem):
     pruned entries stay at zero effect and receive zero gradient in both loops.
     """
 
+    supports_pruning: ClassVar[bool] = True
+
     def __init__(
         self,
         model: CoordinateNetwork,
@@ -101,6 +166,14 @@ class WeightsProblem(MetaProblem):
         self.meta_sgd_init = meta_sgd_init
         self.lr_clip = lr_clip
         self.masks = masks
+
+    def prunable_names(self) -> list[str]:
+        return list(self.model.weight_names)
+
+    def with_masks(self, masks: Params | None) -> WeightsProblem:
+        masked = copy.copy(self)  # every setting is kept; only the masks differ
+        masked.masks = masks
+        return masked
 
     def fast_names(self) -> list[str]:
         return self.model.weight_names + self.model.bias_names
@@ -186,3 +259,29 @@ class ModulationProblem(MetaProblem):
 
     def predict(self, fast, meta, coords, noise=None):
         return self.model.apply(meta["theta"], coords, shifts=self.shifts(fast, meta, noise))
+
+
+# --------------------------------------------------------------------------------- registry
+
+ProblemBuilder = Callable[[ProblemConfig, "MetaConfig", CoordinateNetwork, "Params | None"], MetaProblem]
+
+
+PROBLEMS: Registry[ProblemBuilder] = Registry("problem kind")
+
+
+@PROBLEMS.register("weights")
+def _build_weights(problem: ProblemConfig, meta: MetaConfig, network: CoordinateNetwork, masks) -> WeightsProblem:
+    m = meta
+    return WeightsProblem(network, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip), masks)
+
+
+def _build_modulations(problem: ProblemConfig, meta: MetaConfig, network: CoordinateNetwork, masks):
+    m = meta
+    latent = problem.latent_dim if problem.kind == "functa" else None
+    if problem.kind == "functa" and not latent:
+        raise ConfigError("problem.kind=functa needs problem.latent_dim")
+    return ModulationProblem(network, latent, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip))
+
+
+PROBLEMS.add("functa", _build_modulations)
+PROBLEMS.add("modulations", _build_modulations)

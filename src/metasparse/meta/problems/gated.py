@@ -4,7 +4,8 @@ Three meta-problems extend the ones of ``metasparse.meta.problems.base`` with le
 (Louizos et al. 2018). In all of them the gate locations ``log_alpha`` are meta-learned in the
 outer loop together with θ (and MetaSGD's learned inner lrs); they live under the top-level meta
 key ``"log_alpha"`` (``GATE_META_KEY``), so ``MetaConfig.group_lr_multipliers`` can give them
-their own outer learning rate, e.g. ``(("log_alpha", 10.0),)``.
+their own outer learning rate: ``gate_lr_multiplier`` (``ProblemConfig.gate_lr_multiplier`` in a run),
+which an explicit ``(("log_alpha", x),)`` entry overrides.
 
 - ``mscn-updates`` (``GatedUpdatesProblem``, Eq. 9, unstructured sparse gradients): the network
   stays dense, the inner update is gated,
@@ -37,7 +38,7 @@ every step), so the network is trained under the budget it is tested with. A gat
 gets no gradient from the loss, so with the cut from the first step the kept set is mostly the
 initial ranking; ``budget_anneal_steps`` lets the training budget shrink from every gate to the
 target over that many outer steps (``k_t = k + (n - k) (1 - t / T)^3``), so that gates compete on
-the loss first (the trainer calls ``set_step``). ``train_budgets`` instead cycles the training
+the loss first (the trainer's ``on_outer_step`` calls ``set_step``). ``train_budgets`` instead cycles the training
 budget through several counts, always the top-k gates (nested dropout, Rippel et al. 2014, on
 gates): every nested prefix of the ranking is trained, so one network serves every rate of a codec,
 and the loss orders the gates (a gate that helps at small budgets rises to the front). The paper reaches a count through λ; ``search_l0_weight`` is a geometric bisection over
@@ -49,15 +50,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from metasparse.errors import ConfigError
 from metasparse.nn.siren import CoordinateNetwork, Params
-from metasparse.problems_registry import register_problem
 from metasparse.sparsity.hard_concrete import clamp_log_alphas_, gate_uniform_noise, init_log_alphas
 from metasparse.sparsity.hard_concrete import HARD_CONCRETE, HardConcrete
-from metasparse.meta.problems.base import ModulationProblem, WeightsProblem
+from metasparse.meta.problems.base import PROBLEMS, ModulationProblem, ProblemConfig, WeightsProblem
+
+if TYPE_CHECKING:
+    from metasparse.meta.engine import MetaConfig
 
 GATE_META_KEY = "log_alpha"
 
@@ -164,7 +168,14 @@ class _GateMixin:
     target_count: int | None = None
     budget_anneal_steps: int = 0
     train_budgets: tuple[int, ...] = ()
+    gate_lr_multiplier: float = 1.0
     _training_budget: int | None = None
+
+    def on_outer_step(self, step: int, meta) -> None:
+        self.set_step(step, self.num_gates(meta))
+
+    def lr_multipliers(self) -> dict[str, float]:
+        return {GATE_META_KEY: float(self.gate_lr_multiplier)}
 
     def set_step(self, step: int, num_gates: int) -> None:
         """The training budget at outer step ``step`` (see the module docstring)."""
@@ -229,7 +240,7 @@ class _GateMixin:
     def expected_l0(self, meta) -> torch.Tensor:
         return sum(self.hard_concrete.expected_l0(v.detach()) for v in meta[GATE_META_KEY].values())
 
-    def clamp_meta(self, meta) -> None:
+    def project(self, meta) -> None:
         """Keep ``log_alpha`` inside ``hard_concrete.log_alpha_range`` (in place, after each step)."""
         clamp_log_alphas_(meta[GATE_META_KEY], self.hard_concrete)
 
@@ -239,6 +250,9 @@ class _GateMixin:
 
 class _GatedWeightsBase(_GateMixin, WeightsProblem):
     """θ (and MetaSGD lrs) as in ``WeightsProblem``, plus one gate per weight (and bias)."""
+
+    # The gates already decide which entries a signal uses; Algorithm 1's pruning is not applied on top.
+    supports_pruning: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -253,6 +267,7 @@ class _GatedWeightsBase(_GateMixin, WeightsProblem):
         gate_biases: bool = False,
         target_count: int | None = None,
         hard_concrete: HardConcrete = HARD_CONCRETE,
+        gate_lr_multiplier: float = 1.0,
     ):
         super().__init__(model, inner_lr, meta_sgd, meta_sgd_init, lr_clip, masks)
         self.l0_weight = l0_weight
@@ -260,6 +275,7 @@ class _GatedWeightsBase(_GateMixin, WeightsProblem):
         self.gate_biases = gate_biases
         self.target_count = target_count
         self.hard_concrete = hard_concrete
+        self.gate_lr_multiplier = gate_lr_multiplier
 
     @property
     def gated_names(self) -> list[str]:
@@ -353,12 +369,14 @@ class GatedModulationProblem(_GateMixin, ModulationProblem):
         gate_init_keep: float = 0.9,
         target_count: int | None = None,
         hard_concrete: HardConcrete = HARD_CONCRETE,
+        gate_lr_multiplier: float = 1.0,
     ):
         super().__init__(model, None, inner_lr, meta_sgd, meta_sgd_init, lr_clip)
         self.l0_weight = l0_weight
         self.gate_init_keep = gate_init_keep
         self.target_count = target_count
         self.hard_concrete = hard_concrete
+        self.gate_lr_multiplier = gate_lr_multiplier
 
     def init_meta(self, generator, device=None):
         meta = super().init_meta(generator, device)
@@ -385,44 +403,44 @@ class GatedModulationProblem(_GateMixin, ModulationProblem):
 # --------------------------------------------------------------------------------- registry
 
 
-def _check(config) -> None:
-    p = config.problem
+def _check(p: ProblemConfig) -> None:
     if p.adapt_gates_inner:
         raise ConfigError(f"problem.adapt_gates_inner is not supported by {p.kind}")
     if p.latent_dim:
         raise ConfigError(f"{p.kind} adapts the shifts directly; problem.latent_dim must be unset")
 
 
-def _updates(config, model, masks):
-    _check(config)
-    m, p = config.meta, config.problem
+@PROBLEMS.register("mscn-updates")
+def _build_updates(p: ProblemConfig, m: MetaConfig, network: CoordinateNetwork, masks) -> GatedUpdatesProblem:
+    _check(p)
     return _annealed(GatedUpdatesProblem(
-        model, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip), masks,
-        p.l0_weight, p.gate_init_keep, p.gate_biases, p.target_count,
+        network, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip), masks,
+        p.l0_weight, p.gate_init_keep, p.gate_biases, p.target_count, gate_lr_multiplier=p.gate_lr_multiplier,
     ), p)
 
 
-def _weights(config, model, masks):
-    _check(config)
-    m, p = config.meta, config.problem
+@PROBLEMS.register("mscn-weights")
+def _build_weights(p: ProblemConfig, m: MetaConfig, network: CoordinateNetwork, masks) -> GatedWeightsProblem:
+    _check(p)
     return _annealed(GatedWeightsProblem(
-        model, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip), masks,
-        p.l0_weight, p.gate_init_keep, p.gate_biases, p.target_count,
+        network, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip), masks,
+        p.l0_weight, p.gate_init_keep, p.gate_biases, p.target_count, gate_lr_multiplier=p.gate_lr_multiplier,
     ), p)
 
 
-def _modulations(config, model, masks):
-    _check(config)
-    m, p = config.meta, config.problem
-    if model.num_modulations == 0:
+@PROBLEMS.register("mscn-modulations")
+def _build_modulations(p: ProblemConfig, m: MetaConfig, network: CoordinateNetwork,
+                       masks) -> GatedModulationProblem:
+    _check(p)
+    if network.num_modulations == 0:
         raise ConfigError("mscn-modulations needs a SIREN (shift modulations)")
     return _annealed(GatedModulationProblem(
-        model, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip),
-        p.l0_weight, p.gate_init_keep, p.target_count,
+        network, m.inner_lr, m.meta_sgd, tuple(m.meta_sgd_init), tuple(m.lr_clip),
+        p.l0_weight, p.gate_init_keep, p.target_count, gate_lr_multiplier=p.gate_lr_multiplier,
     ), p)
 
 
-def _annealed(problem, p):
+def _annealed(problem, p: ProblemConfig):
     if p.budget_anneal_steps < 0:
         raise ConfigError("problem.budget_anneal_steps must be >= 0")
     problem.budget_anneal_steps = int(p.budget_anneal_steps)
@@ -433,8 +451,3 @@ def _annealed(problem, p):
     # A smaller network than the budgets were written for: a budget above the gate count means all.
     problem.train_budgets = tuple(min(b, total) for b in budgets)
     return problem
-
-
-register_problem("mscn-updates", _updates)
-register_problem("mscn-weights", _weights)
-register_problem("mscn-modulations", _modulations)
