@@ -1,4 +1,7 @@
-"""``metasparse experiment NAME``: run (or resume) a paper figure at a chosen scale."""
+"""``metasparse experiment NAME``: run (or resume) a paper experiment at a chosen scale.
+
+The experiments and their scales come from ``metasparse.experiments.base.EXPERIMENTS``; nothing here
+imports torch or the experiments until the command runs."""
 
 from __future__ import annotations
 
@@ -9,15 +12,9 @@ import typer
 
 def known_experiments() -> dict[str, dict]:
     """Every experiment name with the scales it runs at."""
-    from metasparse.experiments.mscn import MSCN_EXPERIMENTS, MSCN_SCALES
-    from metasparse.experiments.runner import EXPERIMENTS, SCALES
-    from metasparse.experiments.variants import TICKET_SCALES, VARIANT_EXPERIMENTS
+    from metasparse.experiments.base import EXPERIMENTS
 
-    known = {name: SCALES for name in EXPERIMENTS}
-    known.update({name: MSCN_SCALES for name in MSCN_EXPERIMENTS})
-    for name in VARIANT_EXPERIMENTS:
-        known[name] = TICKET_SCALES if name == "winning-ticket" else SCALES
-    return known
+    return {name: experiment.scales for name, experiment in EXPERIMENTS.items()}
 
 
 def check_experiment(name: str, scale: str) -> None:
@@ -33,8 +30,37 @@ def check_experiment(name: str, scale: str) -> None:
         raise ConfigError(f"unknown scale {scale!r} for {name}; available: {', '.join(known[name])}")
 
 
+def _print_listing(out) -> None:
+    from rich.table import Table
+
+    from metasparse.experiments.base import EXPERIMENTS
+    from metasparse.experiments.runner import SCALES
+    from metasparse.experiments.variants import TICKET_SCALES
+
+    t = Table(title="experiments (metasparse experiment NAME --scale S --data PATH)")
+    t.add_column("name", style="bold")
+    t.add_column("description")
+    for experiment in EXPERIMENTS.values():
+        t.add_row(experiment.name, experiment.listing())
+    out.print(t)
+    s = Table(title="scales")
+    for col in ("scale", "image", "network", "dense + rounds x steps", "fit steps", "seeds"):
+        s.add_column(col)
+    for sc in SCALES.values():
+        s.add_row(sc.name, f"{sc.size}x{sc.size}", f"{sc.depth}x{sc.width} w0={sc.w0:g}",
+                  f"{sc.dense_steps:,} + {sc.rounds} x {sc.steps_per_round:,}", str(sc.fit_steps), str(sc.seeds))
+    out.print(s)
+    w = Table(title="winning-ticket scales (single photos, no meta-learning)")
+    for col in ("scale", "crop", "network", "Adam steps", "IMP rounds", "photos"):
+        w.add_column(col)
+    for ts in TICKET_SCALES.values():
+        w.add_row(ts.name, f"{ts.size}x{ts.size}", f"{ts.depth}x{ts.width}", f"{ts.steps:,}", str(ts.rounds),
+                  str(ts.images))
+    out.print(w)
+
+
 def register(app) -> None:
-    from metasparse.cli import device_name
+    from metasparse.cli.console import device_name
 
     @app.command()
     def experiment(
@@ -64,39 +90,13 @@ def register(app) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from metasparse.experiments.base import EXPERIMENTS, Request
         from metasparse.utils.device import resolve_device
-        from metasparse.experiments.mscn import MSCN_EXPERIMENTS, run_mscn_experiment
-        from metasparse.experiments.runner import EXPERIMENTS, SCALES, highest_sparsity_summary, run_experiment
-        from metasparse.experiments.variants import TICKET_SCALES, VARIANT_EXPERIMENTS, run_variant_experiment, summary
 
         out = Console(emoji=False)
         err = Console(stderr=True, emoji=False)
         if list_ or name is None:
-            t = Table(title="experiments (metasparse experiment NAME --scale S --data PATH)")
-            t.add_column("name", style="bold")
-            t.add_column("description")
-            for e in EXPERIMENTS.values():
-                t.add_row(e.name, e.description)
-            for mscn_name, description in MSCN_EXPERIMENTS.items():
-                t.add_row(mscn_name, description + " (--data: CelebA half-res faces)")
-            for variant_name, description in VARIANT_EXPERIMENTS.items():
-                t.add_row(variant_name, description)
-            out.print(t)
-            s = Table(title="scales")
-            for col in ("scale", "image", "network", "dense + rounds x steps", "fit steps", "seeds"):
-                s.add_column(col)
-            for sc in SCALES.values():
-                s.add_row(sc.name, f"{sc.size}x{sc.size}", f"{sc.depth}x{sc.width} w0={sc.w0:g}",
-                          f"{sc.dense_steps:,} + {sc.rounds} x {sc.steps_per_round:,}", str(sc.fit_steps),
-                          str(sc.seeds))
-            out.print(s)
-            w = Table(title="winning-ticket scales (single photos, no meta-learning)")
-            for col in ("scale", "crop", "network", "Adam steps", "IMP rounds", "photos"):
-                w.add_column(col)
-            for ts in TICKET_SCALES.values():
-                w.add_row(ts.name, f"{ts.size}x{ts.size}", f"{ts.depth}x{ts.width}", f"{ts.steps:,}", str(ts.rounds),
-                          str(ts.images))
-            out.print(w)
+            _print_listing(out)
             return
         check_experiment(name, scale)
         if data is None:
@@ -105,33 +105,16 @@ def register(app) -> None:
             torch.set_num_threads(threads)
         run_dir = Path(out_dir) if out_dir else Path("runs") / "experiments" / name
         err.print(f"[bold]metasparse experiment[/] {name} at the {scale} scale → {run_dir}")
-        if name in MSCN_EXPERIMENTS:
-            files = run_mscn_experiment(name, scale, data, run_dir, hq_data=hq_data, device=resolve_device(device),
-                                        log=lambda s: err.print(s, markup=False, highlight=False))
-            for f in files:
-                out.print(str(f))
-            return
-        if name in VARIANT_EXPERIMENTS:
-            rows, files = run_variant_experiment(name, scale, data, run_dir, val_data=val_data, data2=data2, seeds=seeds,
-                                                 device=resolve_device(device), log=err.print)
-            shown = summary(name, rows)
-            t = Table(title=name)
-            for col in shown[0]:
+        request = Request(scale=scale, data=data, out=run_dir, device=resolve_device(device), val_data=val_data,
+                          hq_data=hq_data, data2=data2, seeds=seeds,
+                          log=lambda line: err.print(line, markup=False, highlight=False))
+        outcome = EXPERIMENTS.get(name).run(request)
+        if outcome.table is not None:
+            t = Table(title=outcome.table.title)
+            for col in outcome.table.columns:
                 t.add_column(col)
-            for r in shown:
-                t.add_row(*(f"{v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v) for v in r.values()))
+            for row in outcome.table.rows:
+                t.add_row(*row)
             out.print(t)
-            for f in files:
-                out.print(str(f))
-            return
-        rows, files = run_experiment(name, scale, data, run_dir, val_data=val_data, seeds=seeds,
-                                     device=resolve_device(device), log=err.print)
-        t = Table(title=f"{name}: highest sparsity")
-        for col in ("method", "non-zero weights", "biases", "PSNR (dB)", "after 2 steps"):
-            t.add_column(col)
-        for m, r in highest_sparsity_summary(rows).items():
-            t.add_row(m, f"{r['nonzero_weights']:,.0f}", str(r["biases"]), f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f}",
-                      f"{r['psnr_2steps_mean']:.2f}")
-        out.print(t)
-        for f in files:
+        for f in outcome.files:
             out.print(str(f))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch.func import vmap
 
-from metasparse.config import PruneConfig, RunConfig
+from metasparse.config import PruneConfig, RunConfig, build_problem
 from metasparse.meta.fit import FitConfig
 from metasparse.metrics import psnr_from_mse
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
@@ -37,10 +37,6 @@ PAPER_WIDTHS = (256, 230, 206, 184, 164, 148, 132, 118, 106, 94, 84, 76, 68, 60,
 def siren_weight_count(width: int, depth: int, in_dim: int = 2, out_dim: int = 3) -> int:
     """Weights (biases excluded) of an ``in_dim``-``width`` x ``depth``-``out_dim`` SIREN."""
     return in_dim * width + (depth - 1) * width * width + width * out_dim
-
-
-def siren_bias_count(width: int, depth: int, out_dim: int = 3) -> int:
-    return depth * width + out_dim
 
 
 def width_for_count(target: int, depth: int, in_dim: int = 2, out_dim: int = 3) -> int:
@@ -111,8 +107,6 @@ def random_pruning_config(config: RunConfig) -> RunConfig:
 def scratch_model(config: RunConfig, width: int, seed: int) -> MetaModel:
     """A randomly initialised dense network of ``width`` (the paper's init), as a ``MetaModel``
     so that ``evaluate`` fits it exactly like a meta-learned one."""
-    from metasparse.problems_registry import build_problem
-
     cfg = replace(dense_narrow_config(config, width), name=f"{config.name}-scratch{width}")
     problem = build_problem(cfg)
     meta = problem.init_meta(torch.Generator().manual_seed(seed))

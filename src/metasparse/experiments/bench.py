@@ -1,22 +1,28 @@
-"""``metasparse bench``: the engine against a naive MAML loop, measured in the same run.
+"""The engine against a naive MAML loop, measured in the same run.
 
 The naive baseline is the usual MAML code: a Python loop over signals with
 ``torch.autograd.grad(create_graph=True)``. The engine variants are the batched ``torch.func``
 meta-gradient (``vmap`` over signals), with TF32 matmuls on CUDA, and compiled with
 ``torch.compile``. Each variant's meta-gradient is compared with the naive fp32 one; a speed-up
-only counts if that relative difference stays small.
+only counts if that relative difference stays small. The command is ``metasparse bench``
+(``metasparse.cli.bench``).
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
+
+from metasparse.data.signals import grid_coordinates
+from metasparse.meta.engine import MetaConfig, make_meta_gradient
+from metasparse.meta.fit import FitConfig, fit_signals
+from metasparse.meta.problems.base import WeightsProblem
+from metasparse.meta.reference import naive_meta_gradient
+from metasparse.nn.siren import ModelConfig, build_model
 
 
 @dataclass
@@ -58,12 +64,6 @@ def relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 def run_meta_step_bench(size: int, width: int, depth: int, w0: float, batch: int, inner_steps: int,
                         device: torch.device, repeats: int, warmup: int, compile: bool, seed: int = 0,
                         log: Callable[[str], None] = print) -> list[BenchRow]:
-    from metasparse.data.signals import grid_coordinates
-    from metasparse.meta.engine import MetaConfig, make_meta_gradient
-    from metasparse.meta.problems.base import WeightsProblem
-    from metasparse.meta.reference import naive_meta_gradient
-    from metasparse.nn.siren import ModelConfig, build_model
-
     model = build_model(ModelConfig(width=width, depth=depth, w0=w0))
     problem = WeightsProblem(model, inner_lr=1e-2)
     g = torch.Generator().manual_seed(seed)
@@ -114,11 +114,6 @@ def run_meta_step_bench(size: int, width: int, depth: int, w0: float, batch: int
 def run_fit_bench(size: int, width: int, depth: int, w0: float, signals: int, steps: int, device: torch.device,
                   log: Callable[[str], None] = print) -> list[BenchRow]:
     """Fitting throughput: N signals, ``steps`` Adam steps, one at a time vs all at once."""
-    from metasparse.data.signals import grid_coordinates
-    from metasparse.meta.fit import FitConfig, fit_signals
-    from metasparse.meta.problems.base import WeightsProblem
-    from metasparse.nn.siren import ModelConfig, build_model
-
     model = build_model(ModelConfig(width=width, depth=depth, w0=w0))
     problem = WeightsProblem(model)
     g = torch.Generator().manual_seed(1)
@@ -162,63 +157,3 @@ def format_markdown(title: str, rows: list[BenchRow]) -> str:
         diff = "" if r.grad_rel_diff is None else f"{r.grad_rel_diff:.1e}"
         lines.append(f"| {r.name} | {r.ms:.1f} | {r.speedup:.2f}x | {diff} | {r.note} |")
     return "\n".join(lines)
-
-
-def register(app) -> None:
-    import typer
-
-    from metasparse.cli import device_name, finite_positive
-
-    @app.command()
-    def bench(
-        size: int = typer.Option(178, "--size", min=1, help="image side (the paper: 178)"),
-        width: int = typer.Option(256, "--width", min=1),
-        depth: int = typer.Option(4, "--depth", min=1),
-        w0: float = typer.Option(200.0, "--w0", callback=finite_positive),
-        batch: int = typer.Option(3, "--batch", min=1, help="signals per outer step"),
-        inner_steps: int = typer.Option(2, "--inner-steps", min=1),
-        repeats: int = typer.Option(10, "--repeats", min=1),
-        fit_signals_count: int = typer.Option(8, "--fit-signals", min=1),
-        fit_steps: int = typer.Option(100, "--fit-steps", min=0),
-        compile: bool = typer.Option(True, "--compile/--no-compile", help="include the torch.compile variant"),
-        device: str = typer.Option("auto", "--device", callback=device_name),
-        json_out: Path | None = typer.Option(None, "--json", help="also write the rows as JSON"),
-    ) -> None:
-        """Benchmark the meta-learning step and fitting against naive loops (ratios from one run)."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from metasparse.cli import check_output_file
-        from metasparse.utils.device import resolve_device
-
-        if json_out is not None:
-            check_output_file(json_out, "--json file")
-        console = Console(stderr=True, emoji=False)
-        dev = resolve_device(device)
-        hw = hardware_description(dev)
-        console.print(f"[bold]metasparse bench[/] on {hw}")
-        shape = f"SIREN 2→{width}x{depth}→3, w0 {w0:g}, {size}x{size}, {batch} signals, {inner_steps} inner steps"
-        rows = run_meta_step_bench(size, width, depth, w0, batch, inner_steps, dev, repeats, 2, compile,
-                                   log=console.print)
-        fit_rows = run_fit_bench(size, width, depth, w0, fit_signals_count, fit_steps, dev, log=console.print)
-        out = Console(emoji=False)
-        for title, rs in ((f"outer step (second order): {shape}", rows),
-                          (f"fitting: {fit_signals_count} signals x {fit_steps} Adam steps", fit_rows)):
-            t = Table(title=title)
-            for c in ("variant", "ms", "speed-up", "meta-grad rel. diff", "note"):
-                t.add_column(c, justify="right" if c in ("ms", "speed-up") else "left")
-            for r in rs:
-                t.add_row(r.name, f"{r.ms:.1f}", f"{r.speedup:.2f}x",
-                          "" if r.grad_rel_diff is None else f"{r.grad_rel_diff:.1e}", r.note)
-            out.print(t)
-        # Plain print: markdown that a terminal wraps cannot be pasted into BENCHMARKS.md.
-        print(format_markdown(f"{hw}; {shape}", rows))
-        print()
-        print(format_markdown(f"{hw}; fitting {fit_signals_count} signals x {fit_steps} steps at {size}x{size}",
-                              fit_rows))
-        if json_out is not None:
-            from metasparse.utils.fileio import write_atomic
-
-            payload = {"hardware": hw, "setting": shape, "meta_step": [r.__dict__ for r in rows],
-                       "fit": [r.__dict__ for r in fit_rows]}
-            write_atomic(json_out, json.dumps(payload, indent=2).encode())

@@ -25,26 +25,28 @@ so re-running the command continues where it stopped.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from metasparse.config import DataConfig, ProblemConfig, PruneConfig, RunConfig, TrainConfig
-from metasparse.modalities.loading import BatchSource, load_signal_set
+from metasparse.data.signals import SignalSet
 from metasparse.errors import ConfigError, DataError
 from metasparse.evaluation import evaluate
-from metasparse.utils.fileio import write_atomic
+from metasparse.experiments.base import EXPERIMENTS, Experiment, Outcome, Request
+from metasparse.experiments.harness import Harness
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.nn.siren import ModelConfig
-from metasparse.training.trainer import MetaModel, Trainer, total_steps
+from metasparse.training.trainer import MetaModel
+from metasparse.utils.fileio import save_figure
+
+FIGURE_DPI = 110
 
 
 @dataclass(frozen=True)
@@ -69,19 +71,22 @@ class MSCNScale:
     outer_lr: float = 1e-4
 
 
-MSCN_SCALES = {
-    "cpu": MSCNScale("cpu", size=32, width=64, depth=4, w0=30.0, budgets=(16, 32, 64, 128), modulation_steps=800,
+# A plain dict: tests add scales with monkeypatch.setitem, which Registry.get(name) cannot serve.
+MSCN_SCALES: dict[str, MSCNScale] = {}
+for _scale in (
+    MSCNScale("cpu", size=32, width=64, depth=4, w0=30.0, budgets=(16, 32, 64, 128), modulation_steps=800,
                      modulation_batch=16, modulation_outer_lr=3e-4, sparse_fractions=(5, 10), dense_steps=300,
                      steps_per_round=100, fit_steps=100, fit_lr=1e-3, train_limit=2000, test_limit=100),
-    "gpu": MSCNScale("gpu", size=64, width=256, depth=8, w0=30.0, budgets=(64, 128, 256, 512, 1024),
+    MSCNScale("gpu", size=64, width=256, depth=8, w0=30.0, budgets=(64, 128, 256, 512, 1024),
                      modulation_steps=20_000, modulation_batch=32, modulation_outer_lr=3e-6,
                      sparse_fractions=(5, 10, 15), dense_steps=10_000, steps_per_round=2_000, fit_steps=100,
                      fit_lr=1e-3, train_limit=None, test_limit=1000, outer_lr=1e-5),
-    "paper": MSCNScale("paper", size=64, width=512, depth=15, w0=30.0, budgets=(64, 128, 256, 512, 1024),
+    MSCNScale("paper", size=64, width=512, depth=15, w0=30.0, budgets=(64, 128, 256, 512, 1024),
                        modulation_steps=500_000, modulation_batch=32, modulation_outer_lr=3e-6,
                        sparse_fractions=(5, 10, 15), dense_steps=150_000, steps_per_round=30_000, fit_steps=100,
                        fit_lr=1e-4, train_limit=None, test_limit=1000, outer_lr=1e-5),
-}
+):
+    MSCN_SCALES[_scale.name] = _scale
 
 # Anchors quoted beside our figures (MSCN Table 1, CelebA-HQ 64x64, PSNR in dB).
 PAPER_TABLE1 = {
@@ -102,47 +107,44 @@ class Result:
     steps: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Ctx:
+    harness: Harness
     scale: MSCNScale
     data: str
     hq_data: str | None
-    out: Path
-    device: torch.device
-    log: Callable[[str], None]
-    _sets: dict | None = None
+
+    @property
+    def out(self) -> Path:
+        return self.harness.out
+
+    @property
+    def device(self) -> torch.device:
+        return self.harness.device
+
+    @property
+    def log(self) -> Callable[[str], None]:
+        return self.harness.log
 
     def face_config(self, split: str, limit: int | None) -> DataConfig:
         return DataConfig(path=self.data, transform=f"crop_resize:89,{self.scale.size}", split=split, limit=limit)
 
-    def signals(self, which: str):
-        self._sets = self._sets or {}
-        if which not in self._sets:
-            s = self.scale
-            if which == "train":
-                cfg = self.face_config("celeba_train", s.train_limit)
-            elif which == "celeba-test":
-                cfg = self.face_config("celeba_test", s.test_limit)
-            else:
-                cfg = DataConfig(path=self.hq_data, transform=f"resize:{s.size}")
-            self._sets[which] = load_signal_set(cfg)
-        return self._sets[which]
+    def signals(self, which: str) -> SignalSet:
+        s = self.scale
+        if which == "train":
+            cfg = self.face_config("celeba_train", s.train_limit)
+        elif which == "celeba-test":
+            cfg = self.face_config("celeba_test", s.test_limit)
+        else:
+            cfg = DataConfig(path=self.hq_data, transform=f"resize:{s.size}")
+        return self.harness.signals(cfg)
 
     def test_sets(self) -> list[str]:
         return ["celeba-test"] + (["celeba-hq"] if self.hq_data else [])
 
 
 def _train(ctx: Ctx, config: RunConfig, name: str) -> MetaModel:
-    run_dir = ctx.out / "runs" / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, run_dir, source=BatchSource(config.data, ctx.device, signals=ctx.signals("train")),
-                      device=ctx.device)
-    trainer.try_resume()
-    write_atomic(run_dir / "config.json", config.to_json().encode())
-    if trainer.step < total_steps(config):
-        ctx.log(f"  meta-training {name}: {total_steps(config) - trainer.step} steps")
-        trainer.run()
-    return trainer.meta_model()
+    return ctx.harness.train(config, ctx.out / "runs" / name).meta_model()
 
 
 def _point(ctx: Ctx, experiment: str, method: str, cost: int, model_fn: Callable[[], MetaModel],
@@ -153,18 +155,19 @@ def _point(ctx: Ctx, experiment: str, method: str, cost: int, model_fn: Callable
     for test_set in test_sets or ctx.test_sets():
         stem = method.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
         path = ctx.out / "points" / f"{stem}_{cost}_{test_set}.json"
-        if path.exists():
-            results.append(Result(**json.loads(path.read_text())))
-            continue
-        model = model or model_fn()
-        report, _ = evaluate(model, ctx.signals(test_set), fit, ctx.device)
-        traj = report.psnr_trajectory_mean
-        result = Result(experiment, method, cost if cost_of is None else cost_of(model), test_set, report.psnr_mean,
-                        report.psnr_std, traj[min(2, len(traj) - 1)], steps)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(asdict(result), indent=1).encode())
-        ctx.log(f"  {method:24s} cost {result.cost:6d}  {test_set:12s} {result.psnr_mean:6.2f} ± {result.psnr_std:.2f} dB")
-        results.append(result)
+
+        def compute(test_set: str = test_set) -> Result:
+            nonlocal model
+            model = model or model_fn()
+            report, _ = evaluate(model, ctx.signals(test_set), fit, ctx.device)
+            traj = report.psnr_trajectory_mean
+            return Result(experiment, method, cost if cost_of is None else cost_of(model), test_set,
+                          report.psnr_mean, report.psnr_std, traj[min(2, len(traj) - 1)], steps)
+
+        results.append(ctx.harness.cached(
+            path, compute, load=lambda d: Result(**d), dump=asdict,
+            computed=lambda r: (f"  {method:24s} cost {r.cost:6d}  {r.test_set:12s} "
+                                f"{r.psnr_mean:6.2f} ± {r.psnr_std:.2f} dB")))
     return results
 
 
@@ -241,18 +244,14 @@ def run_mscn_ema(ctx: Ctx) -> list[Result]:
 def reconstruction_grid(ctx: Ctx, models: dict[str, tuple[MetaModel, FitConfig]], path: Path, count: int = 6,
                         test_set: str = "celeba-test") -> Path:
     """The first ``count`` test faces (top row) and each method's fit of them (one row per method)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     faces = ctx.signals(test_set).subset(slice(0, count))
     rows = [("original", faces.targets())]
     for label, (model, fit) in models.items():
         report, result = evaluate(model, faces, fit, ctx.device, keep_reconstructions=True)
         rows.append((f"{label}\n{report.psnr_mean:.1f} dB", result.reconstructions.cpu()))
     n = len(faces)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n + 1.4, 1.3 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(1.3 * n + 1.4, 1.3 * len(rows)))
+    axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (label, images) in enumerate(rows):
         grid = images.reshape(n, *faces.grid_shape, -1).clamp(0, 1).numpy()
         for c in range(n):
@@ -263,10 +262,7 @@ def reconstruction_grid(ctx: Ctx, models: dict[str, tuple[MetaModel, FitConfig]]
             if c == 0:
                 ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    plt.close(fig)
-    return write_atomic(path, png.getvalue())
+    return save_figure(fig, path, dpi=FIGURE_DPI)
 
 
 # ------------------------------------------------------------------------------ mscn-sparse
@@ -325,22 +321,12 @@ def run_mscn_sparse(ctx: Ctx) -> list[Result]:
 # ------------------------------------------------------------------------------ output
 
 
-def write_results(results: list[Result], out: Path, name: str, extra: dict | None = None) -> list[Path]:
+def write_results(harness: Harness, results: list[Result], name: str, extra: dict | None = None) -> list[Path]:
     rows = [asdict(r) for r in results]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()})
-    files = [write_atomic(out / f"{name}.csv", buffer.getvalue()),
-             write_atomic(out / f"{name}.json", json.dumps({"results": rows, **(extra or {})}, indent=2))]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    table = [{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in r.items()} for r in rows]
     test_sets = sorted({r.test_set for r in results})
-    fig, axes = plt.subplots(1, len(test_sets), figsize=(5.5 * len(test_sets), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(test_sets), 4))
+    axes = fig.subplots(1, len(test_sets), squeeze=False)
     for ax, test_set in zip(axes[0], test_sets):
         for method in dict.fromkeys(r.method for r in results):
             sel = sorted((r for r in results if r.method == method and r.test_set == test_set), key=lambda r: r.cost)
@@ -353,21 +339,17 @@ def write_results(results: list[Result], out: Path, name: str, extra: dict | Non
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    plt.close(fig)
-    files.append(write_atomic(out / f"{name}.png", png.getvalue()))
+    files = harness.write_outputs(name, table, {"results": rows, **(extra or {})}, fig, dpi=FIGURE_DPI, indent=2)
     if extra and "patterns" in extra:
-        files.append(_plot_patterns(extra["patterns"], out / f"{name}_patterns.png"))
+        files.append(_plot_patterns(extra["patterns"], harness.out / f"{name}_patterns.png"))
     return files
 
 
 def _plot_patterns(analysis: dict, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     per_layer = analysis["kept_per_layer"]
     reuse = analysis.get("reuse_of_smaller_budget", {})
-    fig, (ax, ax_reuse) = plt.subplots(1, 2, figsize=(10, 3.5), gridspec_kw={"width_ratios": [3, 2]})
+    fig = Figure(figsize=(10, 3.5))
+    ax, ax_reuse = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     budgets = sorted(per_layer, key=int)
     layers = len(next(iter(per_layer.values())))
     bottom = np.zeros(len(budgets))
@@ -385,10 +367,7 @@ def _plot_patterns(analysis: dict, path: Path) -> Path:
     ax_reuse.set_title("reuse across budgets")
     ax_reuse.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    plt.close(fig)
-    return write_atomic(path, png.getvalue())
+    return save_figure(fig, path, dpi=FIGURE_DPI)
 
 
 MSCN_EXPERIMENTS = {
@@ -408,7 +387,7 @@ def run_mscn_experiment(name: str, scale: str, data: str, out: str | Path, hq_da
         raise DataError(f"{data}: not a folder of CelebA faces (img_align_celeba_halfres)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Ctx(MSCN_SCALES[scale], data, hq_data, out, torch.device(device), log)
+    ctx = Ctx(Harness(out, torch.device(device), log), MSCN_SCALES[scale], data, hq_data)
     s = ctx.scale
     pictures: list[Path] = []
     if name == "mscn-functa":
@@ -437,7 +416,21 @@ def run_mscn_experiment(name: str, scale: str, data: str, out: str | Path, hq_da
             shown[f"{label} {count}"] = (MetaModel.load(ctx.out / "runs" / f"{kind}-{tag}-{count}" /
                                                          "model.safetensors"), base.fit)
         pictures.append(reconstruction_grid(ctx, shown, out / "mscn_sparse_faces.png"))
-    return write_results(results, out, name.replace("-", "_"), extra) + pictures
+    return write_results(ctx.harness, results, name.replace("-", "_"), extra) + pictures
+
+
+def _run_mscn(name: str) -> Callable[[Request], Outcome]:
+    def run(request: Request) -> Outcome:
+        files = run_mscn_experiment(name, request.scale, request.data, request.out, hq_data=request.hq_data,
+                                    device=request.device, log=request.log)
+        return Outcome([], files)
+
+    return run
+
+
+for _name, _description in MSCN_EXPERIMENTS.items():
+    EXPERIMENTS.add(_name, Experiment(_name, _description, MSCN_SCALES, _run_mscn(_name),
+                                      data_note=" (--data: CelebA half-res faces)"))
 
 
 __all__ = ["MSCN_EXPERIMENTS", "MSCN_SCALES", "PAPER_TABLE1", "run_mscn_experiment"]

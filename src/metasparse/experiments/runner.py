@@ -12,9 +12,6 @@ after ``fig2`` only redraws.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -22,20 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
-from metasparse.config import DataConfig, PruneConfig, RunConfig, TrainConfig
+from metasparse.config import DataConfig, PruneConfig, RunConfig, TrainConfig, build_problem
 from metasparse.data.signals import SignalSet
-from metasparse.modalities.loading import BatchSource, load_signal_set
 from metasparse.errors import ConfigError
 from metasparse.evaluation import evaluate
-from metasparse.utils.fileio import write_atomic
+from metasparse.experiments import baselines
+from metasparse.experiments.base import EXPERIMENTS, Experiment, Outcome, Request, SummaryTable
+from metasparse.experiments.harness import Harness
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.modalities.base import get_modality, split_modality_path
 from metasparse.nn.siren import ModelConfig
 from metasparse.sparsity import pruning
-from metasparse.training.trainer import MetaModel, Trainer, total_steps
-from metasparse.experiments import baselines
+from metasparse.training.trainer import MetaModel, Trainer
 
 METHODS = ("Meta-SparseINR", "Random Pruning", "Dense-Narrow", "Scratch", "MAML+OneShot", "MAML+IMP")
 
@@ -86,24 +84,27 @@ class Scale:
         )
 
 
-SCALES: dict[str, Scale] = {
+# A plain dict: tests add scales with monkeypatch.setitem, which Registry.get(name) cannot serve.
+SCALES: dict[str, Scale] = {}
+for _scale in (
     # A few minutes on two CPU cores: 32x32 images, a 4x64 SIREN, 4 pruning rounds, 1 seed.
-    "cpu": Scale(name="cpu", size=32, short=36, width=64, depth=4, w0=30.0, dense_steps=300, rounds=4,
+    Scale(name="cpu", size=32, short=36, width=64, depth=4, w0=30.0, dense_steps=300, rounds=4,
                  steps_per_round=100, fit_steps=100, fit_lr=1e-3, seeds=1, outer_lr=1e-4,
                  train_split="val:0.1", train_limit=400, val_split="val:0.05", val_limit=24, fit_batch=24,
                  checkpoint_every=100),
     # The cpu scale pruned as far as the paper (15 rounds: 3.5 % of the weights), about half an hour.
-    "cpu-deep": Scale(name="cpu-deep", size=32, short=36, width=64, depth=4, w0=30.0, dense_steps=300, rounds=15,
+    Scale(name="cpu-deep", size=32, short=36, width=64, depth=4, w0=30.0, dense_steps=300, rounds=15,
                       steps_per_round=100, fit_steps=100, fit_lr=1e-3, seeds=1, outer_lr=1e-4,
                       train_split="val:0.1", train_limit=400, val_split="val:0.05", val_limit=24, fit_batch=24,
                       checkpoint_every=100),
     # One GPU, a few hours: the paper's network and images, a shorter schedule.
-    "gpu": Scale(name="gpu", size=178, short=200, width=256, depth=4, w0=200.0, dense_steps=30_000, rounds=15,
+    Scale(name="gpu", size=178, short=200, width=256, depth=4, w0=200.0, dense_steps=30_000, rounds=15,
                  steps_per_round=5_000, fit_steps=100, fit_lr=1e-4, seeds=3, checkpoint_every=1000),
     # The paper: 150k dense MAML steps + 15 rounds x 30k, 100 Adam test steps, 3 seeds.
-    "paper": Scale(name="paper", size=178, short=200, width=256, depth=4, w0=200.0, dense_steps=150_000,
+    Scale(name="paper", size=178, short=200, width=256, depth=4, w0=200.0, dense_steps=150_000,
                    rounds=15, steps_per_round=30_000, fit_steps=100, fit_lr=1e-4, seeds=3, checkpoint_every=2000),
-}
+):
+    SCALES[_scale.name] = _scale
 
 
 @dataclass
@@ -123,29 +124,32 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Experiment:
-    name: str
-    description: str
-    write: Callable[[list[Point], Path, Scale], list[Path]]
-
-
-@dataclass
 class Context:
+    """One family of runs under ``out`` (``out/seed_S/``): the scale, the data and the methods.
+
+    Contexts for other models or data are ``dataclasses.replace`` copies; they share the harness and
+    so its loaded data sets."""
+
+    harness: Harness
     scale: Scale
     data: str
     val_data: str
     out: Path
-    device: torch.device
     seeds: int
     methods: tuple[str, ...] = METHODS
-    log: Callable[[str], None] = lambda s: None
     # Other data than the scale's Imagenette protocol (cross-dataset, train-split evaluation); a
     # different test set needs its own ``points_name`` so its cached points stay apart.
     train_data: DataConfig | None = None
     test_data: DataConfig | None = None
     points_name: str = "points"
-    _train: SignalSet | None = None
-    _val: SignalSet | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.harness.device
+
+    @property
+    def log(self) -> Callable[[str], None]:
+        return self.harness.log
 
     def base_config(self, seed: int) -> RunConfig:
         config = self.scale.run_config(self.data, seed)
@@ -157,34 +161,19 @@ class Context:
             config = replace(config, model=replace(config.model, in_dim=m.in_dim, out_dim=m.out_dim))
         return config
 
-    def train_set(self) -> SignalSet:
-        if self._train is None:
-            self._train = load_signal_set(self.base_config(0).data)
-        return self._train
+    def val_config(self) -> DataConfig:
+        s = self.scale
+        return self.test_data or DataConfig(path=self.val_data, transform=f"resize_short_crop:{s.short},{s.size}",
+                                            split=s.val_split, limit=s.val_limit)
 
     def val_set(self) -> SignalSet:
-        if self._val is None:
-            s = self.scale
-            cfg = self.test_data or DataConfig(path=self.val_data, transform=f"resize_short_crop:{s.short},{s.size}",
-                                               split=s.val_split, limit=s.val_limit)
-            self._val = load_signal_set(cfg)
-        return self._val
+        return self.harness.signals(self.val_config())
+
+    def train(self, config: RunConfig, run_dir: Path) -> Trainer:
+        return self.harness.train(config, run_dir)
 
 
 # ------------------------------------------------------------------------------ running
-
-
-def _train(ctx: Context, config: RunConfig, run_dir: Path) -> Trainer:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, run_dir, source=BatchSource(config.data, ctx.device, signals=ctx.train_set()),
-                      device=ctx.device)
-    if trainer.try_resume():
-        ctx.log(f"  resumed {run_dir.name} at step {trainer.step}")
-    write_atomic(run_dir / "config.json", config.to_json().encode())
-    if trainer.step < total_steps(config):
-        ctx.log(f"  meta-training {run_dir.name}: {total_steps(config) - trainer.step} steps")
-        trainer.run()
-    return trainer
 
 
 def _eval_model(ctx: Context, model: MetaModel, method: str, k: int, seed: int) -> Point:
@@ -196,8 +185,6 @@ def _eval_model(ctx: Context, model: MetaModel, method: str, k: int, seed: int) 
 
 
 def _eval_pruned_fit(ctx: Context, dense: MetaModel, method: str, k: int, seed: int) -> Point:
-    from metasparse.problems_registry import build_problem
-
     val = ctx.val_set()
     problem = build_problem(dense.config)
     theta = {n: v.to(ctx.device) for n, v in dense.meta["theta"].items()}
@@ -214,18 +201,19 @@ def _eval_pruned_fit(ctx: Context, dense: MetaModel, method: str, k: int, seed: 
                  float(final.mean()), float(final.std(unbiased=False)) if len(final) > 1 else 0.0, traj[2], traj)
 
 
+def point_path(ctx: Context, seed: int, method: str, k: int, points_name: str | None = None) -> Path:
+    """Where a method's point after ``k`` rounds is cached (``points_name`` defaults to the context's)."""
+    stem = f"{method.replace('+', '_').replace(' ', '_')}_r{k:02d}.json"
+    return ctx.out / f"seed_{seed}" / (points_name or ctx.points_name) / stem
+
+
 def _cached(ctx: Context, seed: int, method: str, k: int, compute: Callable[[], Point]) -> Point:
-    path = ctx.out / f"seed_{seed}" / ctx.points_name / f"{method.replace('+', '_').replace(' ', '_')}_r{k:02d}.json"
-    if path.exists():
-        return Point(**json.loads(path.read_text()))
-    point = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(asdict(point), indent=1).encode())
-    ctx.log(f"  {method:15s} round {k:2d}: {point.nonzero_weights:9.0f} weights  {point.psnr_mean:6.2f} dB")
-    return point
+    return ctx.harness.cached(
+        point_path(ctx, seed, method, k), compute, load=lambda d: Point(**d), dump=asdict,
+        computed=lambda p: f"  {method:15s} round {k:2d}: {p.nonzero_weights:9.0f} weights  {p.psnr_mean:6.2f} dB")
 
 
-def _round_path(run_dir: Path, k: int) -> Path:
+def round_path(run_dir: Path, k: int) -> Path:
     return run_dir / f"round_{k:02d}.safetensors"
 
 
@@ -244,17 +232,17 @@ def _seed_points(ctx: Context, seed: int) -> list[Point]:
     base = ctx.base_config(seed)
     root = ctx.out / f"seed_{seed}"
     rounds = range(s.rounds + 1)
-    dense_dir = _train(ctx, base, root / "meta-sparse-inr").run_dir
+    dense_dir = ctx.train(base, root / "meta-sparse-inr").run_dir
 
     def load(run_dir: Path, k: int) -> MetaModel:
-        return MetaModel.load(_round_path(run_dir, k), ctx.device)
+        return MetaModel.load(round_path(run_dir, k), ctx.device)
 
     if "Meta-SparseINR" in ctx.methods:
         for k in rounds:
             points.append(_cached(ctx, seed, "Meta-SparseINR", k, lambda k=k: _eval_model(
                 ctx, load(dense_dir, k), "Meta-SparseINR", k, seed)))
     if "Random Pruning" in ctx.methods:
-        rnd_dir = _train(ctx, baselines.random_pruning_config(base), root / "random-pruning").run_dir
+        rnd_dir = ctx.train(baselines.random_pruning_config(base), root / "random-pruning").run_dir
         for k in rounds:
             points.append(_cached(ctx, seed, "Random Pruning", k, lambda k=k: _eval_model(
                 ctx, load(rnd_dir, k), "Random Pruning", k, seed)))
@@ -265,7 +253,7 @@ def _seed_points(ctx: Context, seed: int) -> list[Point]:
             model = load(dense_dir, 0)
         else:
             cfg = baselines.dense_narrow_config(base, w)
-            model = _train(ctx, cfg, root / f"dense-narrow-w{w}").meta_model()
+            model = ctx.train(cfg, root / f"dense-narrow-w{w}").meta_model()
         return _eval_model(ctx, model, "Dense-Narrow", k, seed)
 
     if "Dense-Narrow" in ctx.methods:
@@ -311,31 +299,10 @@ def aggregate(points: list[Point]) -> list[dict]:
     return rows
 
 
-def _write_table(rows: list[dict], path: Path) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(path, buf.getvalue().encode())
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def write_fig2(points: list[Point], out: Path, scale: Scale) -> list[Path]:
+def write_fig2(harness: Harness, points: list[Point], scale: Scale) -> list[Path]:
     rows = aggregate(points)
-    csv_path, json_path, png_path = out / "fig2.csv", out / "fig2.json", out / "fig2.png"
-    _write_table(rows, csv_path)
-    write_atomic(json_path, json.dumps({"experiment": "fig2", "scale": asdict(scale), "rows": rows,
-                                        "points": [asdict(p) for p in points]}, indent=1).encode())
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig = Figure(figsize=(6, 4.2))
+    ax = fig.subplots()
     for method in METHODS:
         r = [x for x in rows if x["method"] == method]
         if not r:
@@ -349,12 +316,11 @@ def write_fig2(points: list[Point], out: Path, scale: Scale) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return [csv_path, json_path, png_path]
+    document = {"experiment": "fig2", "scale": asdict(scale), "rows": rows, "points": [asdict(p) for p in points]}
+    return harness.write_outputs("fig2", rows, document, fig)
 
 
-def write_fig3(points: list[Point], out: Path, scale: Scale) -> list[Path]:
+def write_fig3(harness: Harness, points: list[Point], scale: Scale) -> list[Path]:
     rows = aggregate(points)
     k = max(p.round for p in points)
     traj_rows = []
@@ -368,12 +334,8 @@ def write_fig3(points: list[Point], out: Path, scale: Scale) -> list[Path]:
                               "nonzero_weights": round(float(np.mean([p.nonzero_weights for p in ps])), 1),
                               "step": step, "psnr_mean": round(float(t[:, step].mean()), 3),
                               "psnr_std": round(float(t[:, step].std()), 3)})
-    csv_path, json_path, png_path = out / "fig3.csv", out / "fig3.json", out / "fig3.png"
-    _write_table(traj_rows, csv_path)
-    write_atomic(json_path, json.dumps({"experiment": "fig3", "scale": asdict(scale), "round": k,
-                                        "trajectories": traj_rows, "two_steps": rows}, indent=1).encode())
-    plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    a, b = fig.subplots(1, 2)
     for method in METHODS:
         tr = [x for x in traj_rows if x["method"] == method]
         if tr:
@@ -392,17 +354,12 @@ def write_fig3(points: list[Point], out: Path, scale: Scale) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return [csv_path, json_path, png_path]
+    document = {"experiment": "fig3", "scale": asdict(scale), "round": k, "trajectories": traj_rows,
+                "two_steps": rows}
+    return harness.write_outputs("fig3", traj_rows, document, fig)
 
 
-EXPERIMENTS: dict[str, Experiment] = {
-    "fig2": Experiment("fig2", "PSNR vs non-zero weights: Meta-SparseINR and five baselines (mean ± std over seeds)",
-                       write_fig2),
-    "fig3": Experiment("fig3", "PSNR over the fitting steps at the highest sparsity, and PSNR after 2 steps",
-                       write_fig3),
-}
+WRITERS: dict[str, Callable[[Harness, list[Point], Scale], list[Path]]] = {"fig2": write_fig2, "fig3": write_fig3}
 
 
 def default_val_data(data: str) -> str:
@@ -434,8 +391,8 @@ def run_experiment(
     log: Callable[[str], None] = lambda s: None,
 ) -> tuple[list[dict], list[Path]]:
     """Run (or resume) experiment ``name``; returns the aggregated rows and the files written."""
-    if name not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(EXPERIMENTS)}")
+    if name not in WRITERS:
+        raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(WRITERS)}")
     if isinstance(scale, str):
         if scale not in SCALES:
             raise ConfigError(f"unknown scale {scale!r}; available: {', '.join(SCALES)}")
@@ -443,16 +400,25 @@ def run_experiment(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; available: {', '.join(METHODS)}")
+    ctx = new_context(scale, data, out, val_data, seeds, device, methods, log)
+    points = run_points(ctx)
+    files = WRITERS[name](ctx.harness, points, scale)
+    return aggregate(points), files
+
+
+def new_context(scale: Scale, data: str, out: str | Path, val_data: str | None, seeds: int | None,
+                device: str | torch.device, methods: tuple[str, ...], log: Callable[[str], None]) -> Context:
+    """The context of fig2's runs under ``out`` (which it creates); ``--data sdf2d:...`` picks the
+    modality's own splits."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(scale, data, val_data or default_val_data(data), out, torch.device(device),
-                  seeds if seeds is not None else scale.seeds, tuple(methods), log)
+    ctx = Context(Harness(out, torch.device(device), log), scale, data, val_data or default_val_data(data), out,
+                  seeds if seeds is not None else scale.seeds, tuple(methods))
     modality, path = split_modality_path(data)
     if modality != "image":
-        ctx.train_data, ctx.test_data = modality_data(scale, modality, path, val_data)
-    points = run_points(ctx)
-    files = EXPERIMENTS[name].write(points, out, scale)
-    return aggregate(points), files
+        train_data, test_data = modality_data(scale, modality, path, val_data)
+        ctx = replace(ctx, train_data=train_data, test_data=test_data)
+    return ctx
 
 
 def highest_sparsity_summary(rows: list[dict]) -> dict[str, dict]:
@@ -461,7 +427,29 @@ def highest_sparsity_summary(rows: list[dict]) -> dict[str, dict]:
     return {r["method"]: r for r in rows if r["round"] == k and not math.isnan(r["psnr_mean"])}
 
 
+def _run_figure(name: str) -> Callable[[Request], Outcome]:
+    def run(request: Request) -> Outcome:
+        rows, files = run_experiment(name, request.scale, request.data, request.out, val_data=request.val_data,
+                                     seeds=request.seeds, device=request.device, log=request.log)
+        table = SummaryTable(
+            f"{name}: highest sparsity", ("method", "non-zero weights", "biases", "PSNR (dB)", "after 2 steps"),
+            [(m, f"{r['nonzero_weights']:,.0f}", str(r["biases"]),
+              f"{r['psnr_mean']:.2f} ± {r['psnr_std']:.2f}", f"{r['psnr_2steps_mean']:.2f}")
+             for m, r in highest_sparsity_summary(rows).items()])
+        return Outcome(rows, files, table)
+
+    return run
+
+
+EXPERIMENTS.add("fig2", Experiment(
+    "fig2", "PSNR vs non-zero weights: Meta-SparseINR and five baselines (mean ± std over seeds)", SCALES,
+    _run_figure("fig2")))
+EXPERIMENTS.add("fig3", Experiment(
+    "fig3", "PSNR over the fitting steps at the highest sparsity, and PSNR after 2 steps", SCALES,
+    _run_figure("fig3")))
+
+
 __all__ = [
-    "EXPERIMENTS", "METHODS", "SCALES", "Experiment", "Point", "Scale", "aggregate", "highest_sparsity_summary",
-    "run_experiment",
+    "METHODS", "SCALES", "Context", "Point", "Scale", "aggregate", "highest_sparsity_summary", "new_context",
+    "run_experiment", "run_points",
 ]

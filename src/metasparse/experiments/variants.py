@@ -28,31 +28,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch.func import vmap
 
 from metasparse.config import DataConfig
 from metasparse.errors import ConfigError, DataError
 from metasparse.evaluation import evaluate
-from metasparse.utils.fileio import write_atomic
-from metasparse.metrics import psnr_from_mse
-from metasparse.nn.siren import CoordinateNetwork, ModelConfig
-from metasparse.sparsity import pruning
-from metasparse.training.trainer import MetaModel
 from metasparse.experiments import baselines
+from metasparse.experiments.base import EXPERIMENTS, Experiment, Outcome, Request, SummaryTable
+from metasparse.experiments.harness import Harness
 from metasparse.experiments.runner import (
     METHODS,
     SCALES,
     Context,
     Point,
     Scale,
-    _plt,
-    _round_path,
-    _train,
-    _write_table,
     aggregate,
-    default_val_data,
+    new_context,
+    point_path,
+    round_path,
     run_points,
 )
+from metasparse.metrics import psnr_from_mse, psnr_uint8
+from metasparse.nn.siren import CoordinateNetwork, ModelConfig
+from metasparse.sparsity import pruning
+from metasparse.training.trainer import MetaModel
 
 VARIANT_EXPERIMENTS: dict[str, str] = {
     "fig4": "Fig. 4: a test image fitted by Dense-Narrow and by Meta-SparseINR at the highest sparsity "
@@ -81,14 +81,6 @@ PAPER_FFN_TABLE1 = {  # CelebA, PSNR after 100 steps, by share of surviving weig
 # ------------------------------------------------------------------------------ shared helpers
 
 
-def _derive(ctx: Context, **changes) -> Context:
-    """A context for other data, models or caches; loaded data sets are not carried over unless
-    passed (``_train=...``), since they may belong to other data."""
-    keep = ("scale", "data", "val_data", "out", "device", "seeds", "methods", "log", "train_data", "test_data",
-            "points_name")
-    return Context(**{**{k: getattr(ctx, k) for k in keep}, **changes})
-
-
 def _rows(points: list[Point], **extra) -> list[dict]:
     """``runner.aggregate`` plus the spread over test signals (mean over seeds of each seed's std)."""
     rows = aggregate(points)
@@ -99,15 +91,8 @@ def _rows(points: list[Point], **extra) -> list[dict]:
     return rows
 
 
-def _write(out: Path, stem: str, rows: list[dict], info: dict, draw: Callable) -> list[Path]:
-    csv_path, json_path, png_path = out / f"{stem}.csv", out / f"{stem}.json", out / f"{stem}.png"
-    _write_table(rows, csv_path)
-    write_atomic(json_path, json.dumps({**info, "rows": rows}, indent=1).encode())
-    plt = _plt()
-    fig = draw(plt)
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return [csv_path, json_path, png_path]
+def _write(harness: Harness, stem: str, rows: list[dict], info: dict, draw: Callable[[], Figure]) -> list[Path]:
+    return harness.write_outputs(stem, rows, {**info, "rows": rows}, draw())
 
 
 def _curve(ax, rows: list[dict], label: str, y: str = "psnr_mean", yerr: str | None = "psnr_std_signals", **style):
@@ -133,19 +118,10 @@ def _highest(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r["round"] == k]
 
 
-def _cached_json(path: Path, compute: Callable[[], dict | list]):
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(value, indent=1).encode())
-    return value
-
-
 def _meta_sparse_inr(ctx: Context, seed: int, k: int) -> MetaModel:
     """Algorithm 1's model after ``k`` rounds, from fig2's run directory (trained or resumed if needed)."""
-    run_dir = _train(ctx, ctx.base_config(seed), ctx.out / f"seed_{seed}" / "meta-sparse-inr").run_dir
-    return MetaModel.load(_round_path(run_dir, k), ctx.device)
+    run_dir = ctx.train(ctx.base_config(seed), ctx.out / f"seed_{seed}" / "meta-sparse-inr").run_dir
+    return MetaModel.load(round_path(run_dir, k), ctx.device)
 
 
 def _dense_narrow(ctx: Context, seed: int, k: int) -> MetaModel:
@@ -153,7 +129,7 @@ def _dense_narrow(ctx: Context, seed: int, k: int) -> MetaModel:
     if k == 0:
         return _meta_sparse_inr(ctx, seed, 0)
     w = baselines.narrow_widths(base.model, ctx.scale.rounds, base.prune.fraction)[k]
-    return _train(ctx, baselines.dense_narrow_config(base, w), ctx.out / f"seed_{seed}" / f"dense-narrow-w{w}"
+    return ctx.train(baselines.dense_narrow_config(base, w), ctx.out / f"seed_{seed}" / f"dense-narrow-w{w}"
                   ).meta_model()
 
 
@@ -177,9 +153,10 @@ def run_fig4(ctx: Context) -> tuple[list[dict], list[Path]]:
                          "psnr": round(psnr, 3)})
     truth = images.values.float().numpy() / 255.0
 
-    def draw(plt):
+    def draw() -> Figure:
         n = len(images)
-        fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n), squeeze=False)
+        fig = Figure(figsize=(7.5, 2.6 * n))
+        axes = fig.subplots(n, 3, squeeze=False)
         for i in range(n):
             panels = [("ground truth", truth[i], "")]
             for method in ("Dense-Narrow", "Meta-SparseINR"):
@@ -199,7 +176,7 @@ def run_fig4(ctx: Context) -> tuple[list[dict], list[Path]]:
         fig.tight_layout()
         return fig
 
-    files = _write(ctx.out, "fig4", rows, {"experiment": "fig4", "scale": asdict(s), "seed": seed}, draw)
+    files = _write(ctx.harness, "fig4", rows, {"experiment": "fig4", "scale": asdict(s), "seed": seed}, draw)
     return rows, files
 
 
@@ -209,14 +186,13 @@ def run_fig4(ctx: Context) -> tuple[list[dict], list[Path]]:
 def run_appendix_d(ctx: Context) -> tuple[list[dict], list[Path]]:
     s = ctx.scale
     methods = ("Meta-SparseINR", "Dense-Narrow")
-    val_ctx = _derive(ctx, methods=methods)
+    val_ctx = replace(ctx, methods=methods)
     val_points = run_points(val_ctx)
     # The first test-set-sized slice of the very images meta-training sampled from.
     train_cfg = ctx.base_config(0).data
     limits = [x for x in (s.val_limit, train_cfg.limit) if x is not None]
     limit = min(limits) if limits else None
-    train_ctx = _derive(ctx, methods=methods, test_data=replace(train_cfg, limit=limit), points_name="points-train",
-                        _train=val_ctx._train)
+    train_ctx = replace(ctx, methods=methods, test_data=replace(train_cfg, limit=limit), points_name="points-train")
     train_points = run_points(train_ctx)
     val_rows = {(r["method"], r["round"]): r for r in _rows(val_points)}
     rows = []
@@ -229,8 +205,9 @@ def run_appendix_d(ctx: Context) -> tuple[list[dict], list[Path]]:
                      "gap_train_minus_test": round(r["psnr_mean"] - v["psnr_mean"], 3),
                      "psnr_train_std_seeds": r["psnr_std"], "psnr_test_std_seeds": v["psnr_std"], "seeds": r["seeds"]})
 
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+    def draw() -> Figure:
+        fig = Figure(figsize=(6, 4.2))
+        ax = fig.subplots()
         for i, method in enumerate(methods):
             sel = [r for r in rows if r["method"] == method]
             for split, style in (("train", {"linestyle": "--", "marker": "s", "mfc": "none", "elinewidth": 0.6}),
@@ -244,15 +221,16 @@ def run_appendix_d(ctx: Context) -> tuple[list[dict], list[Path]]:
 
     info = {"experiment": "appendix-d", "scale": asdict(s), "train_images": asdict(train_ctx.test_data),
             "test_images": val_ctx.val_data}
-    return rows, _write(ctx.out, "appendix_d", rows, info, draw)
+    return rows, _write(ctx.harness, "appendix_d", rows, info, draw)
 
 
 # ------------------------------------------------------------------------------ ffn and reptile
 
 
 def _plot_methods(rows: list[dict], title: str, ylabel: str, extra: list[tuple[list[dict], str, dict]] = ()):
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+    def draw() -> Figure:
+        fig = Figure(figsize=(6, 4.2))
+        ax = fig.subplots()
         for method in METHODS:
             _curve(ax, [r for r in rows if r["method"] == method], method)
         for sel, label, style in extra:
@@ -267,7 +245,7 @@ def _plot_methods(rows: list[dict], title: str, ylabel: str, extra: list[tuple[l
 
 def run_ffn(ctx: Context) -> tuple[list[dict], list[Path]]:
     s = replace(ctx.scale, model_kind="ffn")
-    c = _derive(ctx, scale=s, out=ctx.out / "ffn", methods=("Meta-SparseINR", "Random Pruning", "Dense-Narrow",
+    c = replace(ctx, scale=s, out=ctx.out / "ffn", methods=("Meta-SparseINR", "Random Pruning", "Dense-Narrow",
                                                                     "Scratch"))
     points = run_points(c)
     dense = CoordinateNetwork(c.base_config(0).model).num_weights()
@@ -278,13 +256,13 @@ def run_ffn(ctx: Context) -> tuple[list[dict], list[Path]]:
             "points": [asdict(p) for p in points]}
     draw = _plot_methods(rows, f"App. B: FFN, sigma {s.fourier_sigma:g} ({s.name} scale, {s.size}x{s.size})",
                          f"PSNR (dB) after {s.fit_steps} steps")
-    return rows, _write(ctx.out, "ffn", rows, info, draw)
+    return rows, _write(ctx.harness, "ffn", rows, info, draw)
 
 
 def run_reptile(ctx: Context) -> tuple[list[dict], list[Path]]:
     base = ctx.scale
     s = replace(base, algorithm="reptile", fit_steps=REPTILE_FIT_FACTOR * base.fit_steps)
-    c = _derive(ctx, scale=s, out=ctx.out / "reptile", methods=("Meta-SparseINR", "Random Pruning", "Dense-Narrow"))
+    c = replace(ctx, scale=s, out=ctx.out / "reptile", methods=("Meta-SparseINR", "Random Pruning", "Dense-Narrow"))
     points = run_points(c)
     rows = _rows(points, algorithm="reptile")
     for r in rows:
@@ -294,7 +272,7 @@ def run_reptile(ctx: Context) -> tuple[list[dict], list[Path]]:
     maml = []
     for seed in range(ctx.seeds):
         for k in range(base.rounds + 1):
-            path = ctx.out / f"seed_{seed}" / "points" / f"Meta-SparseINR_r{k:02d}.json"
+            path = point_path(ctx, seed, "Meta-SparseINR", k, "points")
             if path.exists():
                 maml.append(Point(**json.loads(path.read_text())))
     maml_rows = _rows(maml, algorithm="maml") if maml else []
@@ -302,8 +280,9 @@ def run_reptile(ctx: Context) -> tuple[list[dict], list[Path]]:
         r[f"psnr_after_{base.fit_steps}"] = r["psnr_mean"]
     at = f"psnr_after_{base.fit_steps}"
 
-    def draw(plt):
-        fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    def draw() -> Figure:
+        fig = Figure(figsize=(11, 4.2))
+        a, b = fig.subplots(1, 2)
         for method in METHODS:
             sel = [r for r in rows if r["method"] == method]
             _curve(a, [{**r, "psnr_mean": r[at]} for r in sel], method, yerr=None)
@@ -319,7 +298,7 @@ def run_reptile(ctx: Context) -> tuple[list[dict], list[Path]]:
 
     info = {"experiment": "reptile", "scale": asdict(s), "maml_rows_from_fig2": maml_rows,
             "points": [asdict(p) for p in points]}
-    return rows, _write(ctx.out, "reptile", rows, info, draw)
+    return rows, _write(ctx.harness, "reptile", rows, info, draw)
 
 
 # ------------------------------------------------------------------------------ bits16
@@ -330,12 +309,6 @@ def mask_bits(total: int, kept: int) -> int:
     if kept in (0, total):
         return 0
     return math.ceil((math.lgamma(total + 1) - math.lgamma(kept + 1) - math.lgamma(total - kept + 1)) / math.log(2))
-
-
-def _psnr_uint8(decoded: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB) per image of uint8-valued tensors (N, ...), as a PNG or JPEG decoder would give."""
-    mse = ((decoded.double() - original.double()) / 255.0).pow(2).flatten(1).mean(dim=1)
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
 
 
 def _bits16_point(ctx: Context, model: MetaModel, k: int, seed: int) -> dict:
@@ -353,7 +326,7 @@ def _bits16_point(ctx: Context, model: MetaModel, k: int, seed: int) -> dict:
             with torch.no_grad():
                 pred = vmap(lambda f: problem.predict(f, meta, coords))(fast)
             chunks.append((pred.clamp(0, 1) * 255).round())
-        psnr[bits] = _psnr_uint8(torch.cat(chunks), original).cpu()
+        psnr[bits] = psnr_uint8(torch.cat(chunks), original).cpu()
     total = problem.model.num_weights()
     nonzero, biases = int(report.nonzero_weights), int(report.biases)
     pixels = val.num_points
@@ -382,7 +355,7 @@ def jpeg_sweep(images: np.ndarray, qualities=range(1, 101), subsamplings=JPEG_SU
         for j, (sub, q) in enumerate(settings):
             decoded, nbytes = encode_decode("jpeg", img, q, chroma_subsampling=sub)
             bpp[i, j] = 8 * nbytes / (img.shape[0] * img.shape[1])
-            psnr[i, j] = float(_psnr_uint8(torch.tensor(decoded)[None], torch.tensor(img)[None])[0])
+            psnr[i, j] = float(psnr_uint8(torch.tensor(decoded)[None], torch.tensor(img)[None])[0])
     return {"quality": np.array([q for _, q in settings]), "subsampling": np.array([sub for sub, _ in settings]),
             "bpp": bpp, "psnr": psnr}
 
@@ -422,7 +395,8 @@ def run_bits16(ctx: Context) -> tuple[list[dict], list[Path]]:
     for seed in range(ctx.seeds):
         for k in range(s.rounds + 1):
             path = ctx.out / f"seed_{seed}" / "points-bits16" / f"Meta-SparseINR_r{k:02d}.json"
-            point = _cached_json(path, lambda k=k, seed=seed: _bits16_point(ctx, _meta_sparse_inr(ctx, seed, k), k, seed))
+            point = ctx.harness.cached(path, lambda k=k, seed=seed: _bits16_point(ctx, _meta_sparse_inr(ctx, seed, k),
+                                                                                    k, seed))
             ctx.log(f"  round {k:2d}: {point['bpp16']:8.3f} bpp (float16)  {point['psnr16']:6.2f} dB")
             points.append(point)
     val = ctx.val_set()
@@ -443,8 +417,9 @@ def run_bits16(ctx: Context) -> tuple[list[dict], list[Path]]:
               "psnr": round(float(sweep["psnr"][:, j].mean()), 3)}
              for j, (sub, q) in enumerate(zip(sweep["subsampling"], sweep["quality"]))]
 
-    def draw(plt):
-        fig, ax = plt.subplots(figsize=(6, 4.2))
+    def draw() -> Figure:
+        fig = Figure(figsize=(6, 4.2))
+        ax = fig.subplots()
         for sub, color in zip(JPEG_SUBSAMPLINGS, ("C7", "C5")):
             sel = [c for c in curve if c["subsampling"] == sub]
             ax.plot([c["bpp"] for c in sel], [c["psnr"] for c in sel], "-", color=color,
@@ -459,7 +434,7 @@ def run_bits16(ctx: Context) -> tuple[list[dict], list[Path]]:
         return fig
 
     info = {"experiment": "bits16", "scale": asdict(s), "jpeg_curve": curve, "points": points}
-    return rows, _write(ctx.out, "bits16", rows, info, draw)
+    return rows, _write(ctx.harness, "bits16", rows, info, draw)
 
 
 # ------------------------------------------------------------------------------ cross-dataset
@@ -476,24 +451,22 @@ def run_cross_dataset(ctx: Context, data2: str) -> tuple[list[dict], list[Path]]
     methods = ("Meta-SparseINR", "Random Pruning", "Dense-Narrow")
     celeba_train = celeba_config(data2, s, "celeba_train", s.train_limit)
     celeba_test = celeba_config(data2, s, "celeba_test", s.val_limit)
-    imagenette_in = _derive(ctx, methods=methods)
-    imagenette_x = _derive(ctx, methods=methods, test_data=celeba_test, points_name="points-celeba")
+    imagenette_in = replace(ctx, methods=methods)
+    imagenette_x = replace(ctx, methods=methods, test_data=celeba_test, points_name="points-celeba")
     celeba_root = ctx.out / "cross-dataset-celeba"
-    celeba_in = _derive(ctx, out=celeba_root, methods=methods, train_data=celeba_train, test_data=celeba_test,
+    celeba_in = replace(ctx, out=celeba_root, methods=methods, train_data=celeba_train, test_data=celeba_test,
                         points_name="points-celeba")
-    celeba_x = _derive(ctx, out=celeba_root, methods=methods, train_data=celeba_train,
+    celeba_x = replace(ctx, out=celeba_root, methods=methods, train_data=celeba_train,
                        points_name="points-imagenette")
     runs = (("Imagenette", "Imagenette", imagenette_in), ("Imagenette", "CelebA", imagenette_x),
             ("CelebA", "CelebA", celeba_in), ("CelebA", "Imagenette", celeba_x))
     rows = []
-    loaded = {}
     for train, test, c in runs:
-        c._train = loaded.get(train)
         rows += _rows(run_points(c), train_set=train, test_set=test, in_domain=train == test)
-        loaded[train] = c._train
 
-    def draw(plt):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    def draw() -> Figure:
+        fig = Figure(figsize=(11, 4.2))
+        axes = fig.subplots(1, 2)
         for ax, test in zip(axes, ("Imagenette", "CelebA")):
             for i, method in enumerate(methods):
                 for r_train, style in (("Imagenette", {"linestyle": "-"}),
@@ -508,7 +481,7 @@ def run_cross_dataset(ctx: Context, data2: str) -> tuple[list[dict], list[Path]]
 
     info = {"experiment": "cross-dataset", "scale": asdict(s), "celeba_train": asdict(celeba_train),
             "celeba_test": asdict(celeba_test), "imagenette_test": ctx.val_data}
-    return rows, _write(ctx.out, "cross_dataset", rows, info, draw)
+    return rows, _write(ctx.harness, "cross_dataset", rows, info, draw)
 
 
 # ------------------------------------------------------------------------------ winning-ticket
@@ -531,13 +504,16 @@ class TicketScale:
     seed: int = 0
 
 
-TICKET_SCALES: dict[str, TicketScale] = {
+# A plain dict: tests add scales with monkeypatch.setitem, which Registry.get(name) cannot serve.
+TICKET_SCALES: dict[str, TicketScale] = {}
+for _scale in (
     # A few minutes on one CPU core: 64x64 crops, a 4x64 network, 8 rounds.
-    "cpu": TicketScale("cpu", size=64, width=64, depth=4, steps=500, lr=1e-3, rounds=8, images=3),
-    "gpu": TicketScale("gpu", size=256, width=256, depth=4, steps=5_000, lr=1e-4, rounds=15, images=24),
+    TicketScale("cpu", size=64, width=64, depth=4, steps=500, lr=1e-3, rounds=8, images=3),
+    TicketScale("gpu", size=256, width=256, depth=4, steps=5_000, lr=1e-4, rounds=15, images=24),
     # The paper: 512x512 crops of the Kodak images (24), 50k full-batch Adam steps at lr 1e-4.
-    "paper": TicketScale("paper", size=512, width=256, depth=4, steps=50_000, lr=1e-4, rounds=15, images=24),
-}
+    TicketScale("paper", size=512, width=256, depth=4, steps=50_000, lr=1e-4, rounds=15, images=24),
+):
+    TICKET_SCALES[_scale.name] = _scale
 
 TICKET_ARCHS = ("SIREN", "FFN")
 
@@ -613,22 +589,21 @@ def _narrow_fit(ts: TicketScale, arch: str, width: int, coords, targets) -> list
     return _fits(traj, [net.num_weights()] * targets.shape[0])
 
 
-def run_winning_ticket(scale: TicketScale, data: str, out: Path, device: torch.device,
-                       log: Callable[[str], None]) -> tuple[list[dict], list[Path]]:
+def run_winning_ticket(scale: TicketScale, data: str, harness: Harness) -> tuple[list[dict], list[Path]]:
     from metasparse.data.images import load_images
 
-    ts = scale
+    ts, log = scale, harness.log
     photos = load_images(data, transform=f"center_crop:{ts.size}", limit=ts.images)
-    coords = photos.flat_coords().to(device)
-    targets = photos.targets().to(device)
-    root = out / "winning-ticket" / "points"
+    coords = photos.flat_coords().to(harness.device)
+    targets = photos.targets().to(harness.device)
+    root = harness.out / "winning-ticket" / "points"
     rows = []
     for arch in TICKET_ARCHS:
         imp = _imp_rounds(ts, arch, coords, targets, root, log)
         widths = baselines.narrow_widths(_ticket_model(ts, arch), ts.rounds)
         narrow = [imp[0]]  # at full width the dense network is IMP's round 0 (same seed)
         for w in widths[1:]:
-            fits = _cached_json(root / f"{arch}_narrow_w{w}.json", lambda w=w, arch=arch: _narrow_fit(
+            fits = harness.cached(root / f"{arch}_narrow_w{w}.json", lambda w=w, arch=arch: _narrow_fit(
                 ts, arch, w, coords, targets))
             log(f"  {arch} dense-narrow width {w}: {fits[0]['nonzero_weights']:6d} weights, peak PSNR "
                 + " ".join(f"{f['psnr_peak']:.2f}" for f in fits))
@@ -643,8 +618,9 @@ def run_winning_ticket(scale: TicketScale, data: str, out: Path, device: torch.d
                              "psnr_peak_mean": round(float(peak.mean()), 3), "psnr_peak_std": round(float(peak.std()), 3),
                              "psnr_final_mean": round(float(final.mean()), 3), "images": len(fits)})
 
-    def draw(plt):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    def draw() -> Figure:
+        fig = Figure(figsize=(11, 4.2))
+        axes = fig.subplots(1, 2)
         for ax, arch in zip(axes, TICKET_ARCHS):
             for method in ("Dense-Narrow", "IMP (winning ticket)"):
                 _curve(ax, [r for r in rows if r["arch"] == arch and r["method"] == method], method,
@@ -656,7 +632,7 @@ def run_winning_ticket(scale: TicketScale, data: str, out: Path, device: torch.d
         return fig
 
     info = {"experiment": "winning-ticket", "scale": asdict(ts), "images": photos.names}
-    return rows, _write(out, "winning_ticket", rows, info, draw)
+    return rows, _write(harness, "winning_ticket", rows, info, draw)
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -702,18 +678,37 @@ def run_variant_experiment(
         scale = scales[scale]
     if not Path(data).exists():
         raise DataError(f"{data}: no such file or folder")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
     if name == "winning-ticket":
-        return run_winning_ticket(scale, data, out, device, log)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        return run_winning_ticket(scale, data, Harness(out, torch.device(device), log))
     if name == "cross-dataset" and not data2:
         raise ConfigError("cross-dataset needs --data2: the CelebA faces folder (img_align_celeba_halfres)")
-    ctx = Context(scale, data, val_data or default_val_data(data), out, device,
-                  seeds if seeds is not None else scale.seeds, METHODS, log)
+    ctx = new_context(scale, data, out, val_data, seeds, device, METHODS, log)
     runs = {"fig4": run_fig4, "appendix-d": run_appendix_d, "ffn": run_ffn, "reptile": run_reptile,
             "bits16": run_bits16, "cross-dataset": lambda c: run_cross_dataset(c, data2)}
     return runs[name](ctx)
+
+
+def _cell(value) -> str:
+    return f"{value:,.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
+def _run_variant(name: str) -> Callable[[Request], Outcome]:
+    def run(request: Request) -> Outcome:
+        rows, files = run_variant_experiment(
+            name, request.scale, request.data, request.out, val_data=request.val_data, data2=request.data2,
+            seeds=request.seeds, device=request.device, log=request.log)
+        shown = summary(name, rows)
+        table = SummaryTable(name, tuple(shown[0]), [tuple(_cell(v) for v in r.values()) for r in shown])
+        return Outcome(rows, files, table)
+
+    return run
+
+
+for _name, _description in VARIANT_EXPERIMENTS.items():
+    _scales = TICKET_SCALES if _name == "winning-ticket" else SCALES
+    EXPERIMENTS.add(_name, Experiment(_name, _description, _scales, _run_variant(_name)))
 
 
 __all__ = ["TICKET_SCALES", "VARIANT_EXPERIMENTS", "TicketScale", "jpeg_at_budget", "jpeg_sweep", "mask_bits",
