@@ -40,7 +40,8 @@ class EvalReport:
     biases: int | None
     seconds: float
     signals_per_second: float
-    metrics: dict[str, float | None] = field(default_factory=dict)  # the modality's metrics: mean over signals
+    # The modality's metrics: mean over signals.
+    metrics: dict[str, float | None] = field(default_factory=dict)
     metrics_std: dict[str, float | None] = field(default_factory=dict)
     metrics_per_signal: dict[str, list[float | None]] = field(default_factory=dict)  # None: undefined
 
@@ -64,7 +65,8 @@ def evaluate(
     problem = model.problem(device)
     if problem.model.config.in_dim != signals.coord_dim or problem.model.config.out_dim != signals.channels:
         raise DataError(
-            f"the model maps {problem.model.config.in_dim}-D coordinates to {problem.model.config.out_dim} channels, "
+            f"the model maps {problem.model.config.in_dim}-D coordinates to "
+            f"{problem.model.config.out_dim} channels, "
             f"but the data has {signals.coord_dim}-D coordinates and {signals.channels} channels"
         )
     meta = {g: {k: v.to(device) for k, v in d.items()} for g, d in model.meta.items()}
@@ -78,7 +80,9 @@ def evaluate(
     result = fit_signals(problem, meta, coords, targets, fit, keep, progress)
     per_signal = result.final_psnr.cpu()
     seconds = time.perf_counter() - t0
-    extra = modality.metrics(signals.to("cpu"), result.reconstructions.cpu()) if modality.metrics is not None else {}
+    extra = {}
+    if modality.metrics is not None:
+        extra = modality.metrics(signals.to("cpu"), result.reconstructions.cpu())
     if not keep_reconstructions:
         result.reconstructions = None
     nonzero, biases = count_parameters(model)

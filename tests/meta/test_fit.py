@@ -54,7 +54,8 @@ def test_ema_of_iterates_and_inner_rule():
         expected = 0.9 * start.expand_as(plain.fast[name]) + 0.1 * plain.fast[name]
         assert torch.allclose(ema.fast[name], expected, atol=1e-7), name
         assert not torch.allclose(ema.fast[name], plain.fast[name]), name
-    inner = fit_signals(problem, meta, coords, targets, FitConfig(steps=2, optimizer="inner"), keep_reconstructions=True)
+    inner_rule = FitConfig(steps=2, optimizer="inner")
+    inner = fit_signals(problem, meta, coords, targets, inner_rule, keep_reconstructions=True)
     assert inner.reconstructions.shape == targets.shape
     assert inner.reconstructions.min() >= 0 and inner.reconstructions.max() <= 1
 
@@ -72,9 +73,11 @@ def test_fit_batched_phases_replace_masks_between_phases_only():
         new[name][:, 0] = 0
         return new
 
-    ones = {n: torch.ones_like(v).expand(5, *v.shape).clone() for n, v in meta["theta"].items() if n.endswith("weight")}
+    ones = {n: torch.ones(5, *meta["theta"][n].shape) for n in model.weight_names}
     params = signal_copies(meta["theta"], 5)
-    fit = fit_batched(batched, params, targets, [3, 2, 4], "adam", 1e-3, masks=ones, after_phase=prune_first_row)
+    fit = fit_batched(
+        batched, params, targets, [3, 2, 4], "adam", 1e-3, masks=ones, after_phase=prune_first_row
+    )
     assert calls == [0, 1]  # not after the last phase
     assert len(fit.losses) == 9 and fit.losses[0].shape == (5,)
     assert torch.all(fit.masks[name][:, 0] == 0) and torch.all(fit.masks[name][:, 1:] == 1)

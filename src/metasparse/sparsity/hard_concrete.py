@@ -235,7 +235,9 @@ def gate_uniform_noise(
     dimension gives each signal its own gate sample.
     """
     return {
-        name: hard_concrete.uniform_noise((*batch_shape, *la.shape), generator, device=la.device, dtype=la.dtype)
+        name: hard_concrete.uniform_noise(
+            (*batch_shape, *la.shape), generator, device=la.device, dtype=la.dtype
+        )
         for name, la in log_alphas.items()
     }
 
