@@ -287,34 +287,26 @@ def all_reduce_seconds(numel: int, repeats: int = 10, device: torch.device | Non
     return sorted(times)[len(times) // 2]
 
 
-def register(app) -> None:
-    import typer
+def dist_info(device: str = "auto", megabytes: float = 4.0) -> list[str]:
+    """Join the process group of a torchrun launch, time one all-reduce of ``megabytes`` and leave it.
 
-    from metasparse.cli import device_name, finite_positive
-
-    @app.command("dist-info")
-    def dist_info(
-        device: str = typer.Option("auto", "--device", callback=device_name, help="cpu, cuda or auto"),
-        megabytes: float = typer.Option(4.0, "--megabytes", max=4096.0, callback=finite_positive,
-                                        help="size of the timed all-reduce (at most 4096)"),
-    ) -> None:
-        """Check a torchrun launch: ranks, hosts and devices, and the time of one all-reduce."""
-        from metasparse.cli import out
-
-        w, dev = init_from_env(device)
-        if not w.distributed:
-            out.print(f"one process on {dev} (not started by torchrun; see docs/distributed.md)")
-            return
-        me = [w.rank, w.local_rank, socket.gethostname(), str(dev)]
-        everyone: list = [None] * w.size
-        dist.all_gather_object(everyone, me)
-        numel = int(megabytes * 2**20 / 4)
-        seconds = all_reduce_seconds(numel)
-        if w.is_main:
-            for rank, local, host, d in everyone:
-                out.print(f"rank {rank} (local {local}) on {host}: {d}", markup=False, highlight=False)
-            nbytes = numel * 4
-            bus = 2 * (w.size - 1) / w.size * nbytes / seconds / 1e9
-            out.print(f"{w.size} process{'es' if w.size > 1 else ''}, {w.backend}: all-reduce of {nbytes / 2**20:.1f} MiB in "
-                      f"{seconds * 1e3:.2f} ms (bus bandwidth {bus:.2f} GB/s)", markup=False, highlight=False)
-        shutdown()
+    Returns what to print (``metasparse dist-info``): on rank 0 one line per rank (host, device) and the
+    timing; on the other ranks nothing; without torchrun one line saying so.
+    """
+    w, dev = init_from_env(device)
+    if not w.distributed:
+        return [f"one process on {dev} (not started by torchrun; see docs/distributed.md)"]
+    me = [w.rank, w.local_rank, socket.gethostname(), str(dev)]
+    everyone: list = [None] * w.size
+    dist.all_gather_object(everyone, me)
+    numel = int(megabytes * 2**20 / 4)
+    seconds = all_reduce_seconds(numel)
+    lines = []
+    if w.is_main:
+        lines = [f"rank {rank} (local {local}) on {host}: {d}" for rank, local, host, d in everyone]
+        nbytes = numel * 4
+        bus = 2 * (w.size - 1) / w.size * nbytes / seconds / 1e9
+        lines.append(f"{w.size} process{'es' if w.size > 1 else ''}, {w.backend}: all-reduce of "
+                     f"{nbytes / 2**20:.1f} MiB in {seconds * 1e3:.2f} ms (bus bandwidth {bus:.2f} GB/s)")
+    shutdown()
+    return lines
