@@ -23,7 +23,7 @@ import torch
 from torch.func import vmap
 
 from metasparse.config import PruneConfig, RunConfig, build_problem
-from metasparse.meta.fit import FitConfig
+from metasparse.meta.fit import FitConfig, fit_batched, signal_copies
 from metasparse.metrics import psnr_from_mse
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity import pruning
@@ -158,45 +158,27 @@ def fit_with_pruning(
     return PrunedFit(traj, traj[-1], nonzero, biases, params, masks)
 
 
-def adam_steps(batched_loss, opt, params: dict, masks, targets, steps: int, history: list) -> None:
-    """``steps`` Adam steps on the sum of per-signal losses (each signal's fit is its own), appending
-    each step's per-signal losses, taken before the update, to ``history``."""
-    for _ in range(steps):
-        losses = batched_loss(params, masks, targets)
-        history.append(losses.detach())
-        grads = torch.autograd.grad(losses.sum(), list(params.values()))
-        for v, g in zip(params.values(), grads):
-            v.grad = g
-        opt.step()
-
-
 def _fit_chunk_with_pruning(model, theta, coords, targets, phases, prune_after, lr):
-    b = targets.shape[0]
-    params = {
-        k: v.detach().unsqueeze(0).repeat(b, *([1] * v.dim())).clone().requires_grad_(True) for k, v in theta.items()
-    }
+    params = signal_copies(theta, targets.shape[0])
     masks = {n: torch.ones_like(params[n], requires_grad=False) for n in model.weight_names}
 
     def loss(p, m, t):
         return ((model.apply(p, coords, masks=m) - t) ** 2).mean()
 
     batched = vmap(loss)
-    opt = torch.optim.Adam(list(params.values()), lr=lr)
-    history = []
-    for phase, steps in enumerate(phases):
-        adam_steps(batched, opt, params, masks, targets, steps, history)
-        if phase < len(phases) - 1:
-            detached = {k: v.detach() for k, v in params.items()}
-            new = prune_after(detached, masks, phase)
-            masks = {n: new[n].to(params[n].dtype) for n in model.weight_names}
-            with torch.no_grad():
-                for n, m in masks.items():
-                    params[n].mul_(m)
+
+    def prune(detached, current, phase):
+        new = prune_after(detached, current, phase)
+        return {n: new[n] for n in model.weight_names}
+
+    fit = fit_batched(batched, params, targets, phases, "adam", lr, masks=masks, after_phase=prune)
+    masks = fit.masks
     with torch.no_grad():
         final = batched(params, masks, targets)
+        # Adam's momentum moves pruned entries although their gradient is zero: they are zeroed here.
         for n, m in masks.items():
             params[n].mul_(m)
-    history.append(final)
+    history = [*fit.losses, final]
     return psnr_from_mse(torch.stack(history)), final, {k: v.detach() for k, v in params.items()}, masks
 
 

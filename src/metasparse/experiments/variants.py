@@ -49,6 +49,7 @@ from metasparse.experiments.runner import (
     round_path,
     run_points,
 )
+from metasparse.meta.fit import fit_batched, signal_copies
 from metasparse.metrics import psnr_from_mse, psnr_uint8
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity import pruning
@@ -527,23 +528,17 @@ def _fit_batched(net: CoordinateNetwork, theta0, masks, coords, targets, ts: Tic
     """Full-batch Adam on every photo at once from ``theta0`` (masked per photo: masks are (N, ...)).
     The loss is the sum of per-photo MSEs, so each photo's fit is its own. Returns the PSNR before
     every step and after the last, (steps + 1, N), and the trained parameters."""
-    b = targets.shape[0]
     masks = masks or {}
-    params = {}
-    for n, v in theta0.items():
-        p = v.unsqueeze(0).repeat(b, *([1] * v.dim()))
-        params[n] = (p * masks[n] if n in masks else p).clone().requires_grad_(True)
+    params = signal_copies(theta0, targets.shape[0], masks)
 
     def loss(p, m, t):
         return ((net.apply(p, coords, masks=m or None) - t) ** 2).mean()
 
     batched = vmap(loss)
-    opt = torch.optim.Adam(list(params.values()), lr=ts.lr)
-    history = []
-    baselines.adam_steps(batched, opt, params, masks, targets, ts.steps, history)
+    fit = fit_batched(batched, params, targets, [ts.steps], "adam", ts.lr, masks=masks)
     with torch.no_grad():
-        history.append(batched(params, masks, targets))
-    return psnr_from_mse(torch.stack(history)), {n: v.detach() for n, v in params.items()}
+        final = batched(params, masks, targets)
+    return psnr_from_mse(torch.stack([*fit.losses, final])), {n: v.detach() for n, v in params.items()}
 
 
 def _fits(traj: torch.Tensor, nonzero: list[int]) -> list[dict]:
