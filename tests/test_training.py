@@ -97,3 +97,28 @@ def test_overrides_are_typed_and_checked():
     for bad in ["meta.nope=1", "nosection.x=1", "meta.inner_lr=abc", "novalue"]:
         with pytest.raises(ConfigError):
             apply_overrides(tiny_config(), [bad])
+
+
+def test_a_run_past_its_deadline_stops_after_one_chunk_and_resumes_to_the_same_parameters(tmp_path, tiny_signals):
+    config = tiny_config(rounds=1, steps_per_round=2)
+    straight = make_trainer(config, tmp_path / "a", tiny_signals)
+    straight.run(deadline=float("inf"))
+    assert straight.step == 8
+    budgeted = make_trainer(config, tmp_path / "b", tiny_signals)
+    budgeted.run(deadline=0.0)  # long past: one chunk of train.log_every steps, then saved
+    assert budgeted.step == config.train.log_every
+    resumed = make_trainer(config, tmp_path / "b", tiny_signals)
+    assert resumed.try_resume() and resumed.step == config.train.log_every
+    assert (tmp_path / "b" / "model.safetensors").exists()
+    resumed.run(deadline=float("inf"))
+    a, b = final_state(straight), final_state(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_run_with_nothing_to_do_still_writes_its_model(tmp_path, tiny_signals):
+    config = tiny_config()
+    config = RunConfig.from_dict({**config.to_dict(), "train": {**config.to_dict()["train"], "steps": 0}})
+    trainer = make_trainer(config, tmp_path, tiny_signals)
+    trainer.run(deadline=float("inf"))
+    assert trainer.step == 0 and (tmp_path / "model.safetensors").exists() and trainer.checkpoint_path.exists()

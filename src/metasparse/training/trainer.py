@@ -239,8 +239,31 @@ class Trainer:
         self.round += 1
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, max_steps: int | None = None, progress: Callable[[int, dict], None] | None = None) -> MetaModel:
-        """Train until the configured total (or ``max_steps`` more steps, to simulate a kill)."""
+    def run(self, max_steps: int | None = None, progress: Callable[[int, dict], None] | None = None,
+            deadline: float | None = None) -> MetaModel:
+        """Train until the configured total (or ``max_steps`` more steps, to simulate a kill).
+
+        With ``deadline`` (a ``time.monotonic()`` value; ``math.inf`` for none) the run goes in chunks of
+        ``train.log_every`` steps and, once a chunk ends past the deadline, saves the checkpoint and the
+        model and returns early (``self.step < total_steps(config)``; running again resumes). Rank 0's
+        clock decides, so that no rank waits in a collective for one that stopped. A run with nothing
+        to do still writes its checkpoint and model.
+        """
+        if deadline is None:
+            return self._run(max_steps, progress)
+        stop = total_steps(self.config) if max_steps is None else min(total_steps(self.config), self.step + max_steps)
+        while self.step < stop:
+            self._run(min(self.config.train.log_every, stop - self.step), progress)
+            if deadline != math.inf and distributed.agree(time.monotonic() > deadline):
+                self.save_checkpoint()
+                self.save_model(self.run_dir / "model.safetensors")
+                break
+        if self.step == 0:
+            self.save_checkpoint()
+            self.save_model(self.run_dir / "model.safetensors")
+        return self.meta_model()
+
+    def _run(self, max_steps: int | None, progress: Callable[[int, dict], None] | None) -> MetaModel:
         cfg = self.config
         end = total_steps(cfg)
         stop = end if max_steps is None else min(end, self.step + max_steps)
