@@ -86,7 +86,7 @@ def files(tmp_path_factory):
     f["a_folder_json"] = root / "folder.json"
     f["a_folder_json"].mkdir()
     f["missing"] = root / "missing"
-    from metasparse.cli.codec import bundled_model_path
+    from metasparse.codec.zoo import bundled_model_path
 
     f["codec_model"] = bundled_model_path("default")
     return f

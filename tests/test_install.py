@@ -7,12 +7,16 @@ import importlib.metadata
 import pkgutil
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import metasparse
 
@@ -143,3 +147,59 @@ def in_git_checkout() -> bool:
 @pytest.mark.parametrize("folder", ["compressed/", "decoded/", "runs/", ".venv/", ".venv-ci/"])
 def test_outputs_of_the_main_job_are_ignored_by_git(folder):
     assert subprocess.run(["git", "check-ignore", "-q", folder + "x"], cwd=ROOT, check=False).returncode == 0
+
+
+def modules_loaded_by(statement: str) -> set[str]:
+    """The modules of interest that ``statement`` imports in a fresh interpreter."""
+    program = (f"import sys\n{statement}\n"
+               "print(' '.join(m for m in ('torch', 'numpy', 'metasparse.codec') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                            check=True)
+    return set(result.stdout.split())
+
+
+def test_the_cli_and_the_package_import_without_torch():
+    """``metasparse --help`` lists every verb without the cost of torch (about a second), numpy or the codec."""
+    assert modules_loaded_by("import metasparse.cli") == set()
+    assert modules_loaded_by("import metasparse") == set()
+
+
+def test_help_starts_in_under_a_second():
+    seconds = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "metasparse.cli", "--help"], capture_output=True, timeout=120,
+                       check=True)
+        seconds.append(time.perf_counter() - t0)
+    assert statistics.median(seconds) < 1.0, seconds
+
+
+def test_the_facade_names_every_public_entry_point():
+    for name in metasparse.__all__:
+        assert getattr(metasparse, name) is not None, name
+    assert metasparse.load_model.__name__ == "load_model"
+    with pytest.raises(AttributeError):
+        metasparse.no_such_name  # noqa: B018
+
+
+def readme_python_example() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return re.search(r"^```python\n(.*?)^```", readme, re.MULTILINE | re.DOTALL).group(1)
+
+
+def test_the_readme_python_example_imports_only_the_facade():
+    imported = [node for node in ast.walk(ast.parse(readme_python_example()))
+                if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert [ast.unparse(node) for node in imported] == ["import metasparse as ms"]
+
+
+def test_the_readme_codec_example_runs(tmp_path):
+    """The codec part of the example (from ``load_codec`` on), on a tiny photo in place of photo.png."""
+    example = readme_python_example()
+    codec_part = example[example.index('codec = ms.load_codec("default")'):]
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 28, 3), dtype=np.uint8)).save(photo)
+    namespace = {"ms": metasparse}
+    exec(compile(codec_part.replace('"photo.png"', repr(str(photo))), "README.md", "exec"), namespace)
+    assert namespace["image"].shape == (20, 28, 3) and namespace["image"].dtype == np.uint8
+    assert namespace["result"].data[:4] == b"MSPZ"

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from metasparse.codec.format.bitstream import unpack
-from metasparse.cli.codec import load_codec
+from metasparse.codec.zoo import load_codec
 
 DATA = Path(__file__).parent / "data"
 EXPECTED = json.loads((DATA / "bundled-model-files.json").read_text())["files"]

@@ -128,7 +128,7 @@ def test_rerun_with_skip_existing_finishes_an_interrupted_batch(workspace, tmp_p
     text = capsys.readouterr().out
     assert "skip" in text and "p0.mspz" in text
     assert (out / "p0.mspz").read_bytes() == kept
-    codec_model = __import__("metasparse.cli.codec", fromlist=["load_codec"]).load_codec(model)
+    codec_model = __import__("metasparse.codec.zoo", fromlist=["load_codec"]).load_codec(model)
     for name in ("p1", "p2"):
         assert codec_model.decompress((out / f"{name}.mspz").read_bytes()).shape == (30, 40, 3)
 

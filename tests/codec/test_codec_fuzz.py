@@ -23,7 +23,7 @@ import pytest
 
 from metasparse.cli import main
 from metasparse.codec.format.bitstream import pack, unpack
-from metasparse.cli.codec import load_codec
+from metasparse.codec.zoo import load_codec
 from metasparse.errors import MetasparseError
 
 CASES = int(os.environ.get("METASPARSE_FUZZ_CASES", "300"))

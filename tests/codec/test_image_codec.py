@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from metasparse.codec.format.bitstream import Header, container_bytes, pack, unpack
-from metasparse.codec.model import ImageCodec, build_codec
-from metasparse.config import ProblemConfig, RunConfig
+from metasparse.codec.build import build_codec
+from metasparse.codec.model import ImageCodec
+from metasparse.config import ProblemConfig, RunConfig, build_problem
 from metasparse.errors import BitstreamError, ConfigError, DataError, ModelError
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.nn.siren import ModelConfig
-from metasparse.problems_registry import build_problem
 
 PATCH = 8
 
@@ -210,13 +210,13 @@ def test_header_rejects_zero_sized_images() -> None:
 
 
 def _candidate(bits: int, psnr: float, rate: float):
-    from metasparse.codec.model import _BitsCandidate
+    from metasparse.codec.build import _BitsCandidate
 
     return _BitsCandidate(quantizer=bits, model=None, psnr=psnr, bits_per_signal=rate)
 
 
 def test_bit_choice_takes_the_fewest_bits_within_the_loss_and_above_the_previous_rate() -> None:
-    from metasparse.codec.model import _choose_bits
+    from metasparse.codec.build import _choose_bits
 
     made = []
 

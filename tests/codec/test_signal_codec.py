@@ -12,7 +12,7 @@ import torch
 
 from metasparse.cli import main
 from metasparse.codec.format.bitstream import unpack
-from metasparse.cli.codec import load_codec
+from metasparse.codec.zoo import load_codec
 from metasparse.codec.model import ImageCodec, SignalCodec
 from metasparse.config import DataConfig
 from metasparse.modalities.loading import load_signal_set

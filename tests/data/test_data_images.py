@@ -8,14 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from metasparse.data import (
-    SignalSet,
-    list_image_files,
-    load_image,
-    load_image_list,
-    load_images,
-    save_image,
-)
+from metasparse.data.images import list_image_files, load_image, load_image_list, load_images, save_image
+from metasparse.data.signals import SignalSet
 from metasparse.errors import DataError
 
 

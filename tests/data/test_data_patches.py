@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.data import from_patches, pad_to_multiple, patch_grid, random_patches, to_patches
+from metasparse.data.patches import from_patches, pad_to_multiple, random_patches, to_patches
+from metasparse.data.tiling import patch_grid
 
 
 def rand_image(h, w, c=3, seed=0):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.data import (
+from metasparse.data.images import load_images
+from metasparse.data.samples import (
     DEFAULT_SAMPLES,
-    load_images,
     sample_images,
     sample_names,
     sample_signal_set,

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metasparse.data import SPLITS, apply_split, file_number, load_images, parse_split, split_files
+from metasparse.data.images import load_images
+from metasparse.data.splits import SPLITS, apply_split, file_number, parse_split, split_files
 from metasparse.data.splits import ChainSplit, FirstSplit, HashSplit, NumberRangeSplit, hash_unit
 from metasparse.errors import DataError
 

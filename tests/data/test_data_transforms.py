@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metasparse.data import (
+from metasparse.data.transforms import (
     CenterCrop,
     Compose,
     CropResize,

@@ -29,29 +29,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.func import vmap
 
 from metasparse.utils import tensorfile as ckpt
-from metasparse.config import RunConfig
+from metasparse.config import RunConfig, build_problem
 from metasparse.data.patches import to_patches
-from metasparse.data.signals import grid_coordinates
+from metasparse.data.tiling import patch_grid
+from metasparse.data.geometry import meshes
+from metasparse.data.signals import SignalSet, grid_coordinates
 from metasparse.errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
 from metasparse.meta.fit import FitConfig, fit_signals
+from metasparse.modalities.base import get_modality
+from metasparse.modalities.loading import load_signal_set
 from metasparse.metrics import psnr_from_mse
 from metasparse.nn.siren import build_model
-from metasparse.problems_registry import build_problem
 from metasparse.codec.format.bitstream import (
     DEFAULT_MAX_PIXELS,
     MAX_PATCH_SIZE,
@@ -62,8 +64,8 @@ from metasparse.codec.format.bitstream import (
     stored_clip,
     unpack,
 )
-from metasparse.codec.format.entropy import SymbolModel, decode, encode, estimated_bits, fit_symbol_model
-from metasparse.codec.format.quantize import Quantizer, fit_quantizer
+from metasparse.codec.format.entropy import SymbolModel, decode, encode, estimated_bits
+from metasparse.codec.format.quantize import Quantizer
 
 CODEC_KIND = "image-codec"
 SIGNAL_CODEC_KIND = "signal-codec"
@@ -308,6 +310,19 @@ class ModulationCodec:
         self._check_payload(header, payload, self._check_header(header))
         return header
 
+    def verification_problem(self, path: Path, quality: int | None = None) -> str | None:
+        """Why the file at ``path`` is not a complete file of this model (and of ``quality``, when
+        given); ``None`` if it is."""
+        try:
+            header = self.read_header(Path(path).read_bytes(), max_pixels=None)
+        except BitstreamError as e:
+            return str(e)
+        except OSError as e:
+            return f"cannot be read: {e.strerror or e}"
+        if quality is not None and header.quality_index != quality - 1:
+            return f"it holds quality {header.quality_index + 1}, not {quality}"
+        return None
+
     def _check_header(self, header: Header) -> QualityLevel:
         if not header.quality_index < self.num_qualities:
             raise BitstreamError(f"quality index {header.quality_index} does not exist in this model")
@@ -421,7 +436,7 @@ class ImageCodec(ModulationCodec):
         mean of the three outputs. Works chunk by chunk, so no float copy of the image is ever made."""
         p = self.patch_size
         height, width, channels = image.shape
-        columns = -(-width // p)
+        (_, columns), _ = patch_grid(height, width, p)
         tiles = rendered.reshape(-1, p, p, 3)
         if channels == 1:
             tiles = tiles.mean(dim=3, keepdim=True)
@@ -505,6 +520,41 @@ class SignalCodec(ModulationCodec):
         return Header(model_id=self.model_id, height=height, width=width, channels=self.channels,
                       bit_depth=SIGNAL_BIT_DEPTH, patch_size=max(height, width), quality_index=quality - 1,
                       quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std)
+
+    def load_file(self, source: Path) -> SignalSet:
+        """One file of the codec's modality (a mesh, an ``.npy`` grid), loaded as the model was trained
+        (same modality, grid and options) but without the options that only multiply a training set
+        (poses, rotations), so that a file is one signal, as stored."""
+        if not source.exists():
+            raise DataError(f"{source}: no such file")
+        transform = get_modality(self.modality).without_augmentations(self.config.data.transform)
+        config = dataclasses.replace(self.config.data, path=str(source), split=None, limit=None, patch=None,
+                                     transform=transform)
+        signals = load_signal_set(config)
+        if len(signals) != 1:
+            raise DataError(f"{source} holds {len(signals)} {self.modality} signals; compress takes one per file")
+        return signals
+
+    def measure(self, signals: SignalSet, results: Sequence[CompressedSignal]) -> dict[str, np.ndarray]:
+        """The modality's own measures (voxel accuracy, IoU, Chamfer ...) of what the files decode to."""
+        measure = get_modality(self.modality).metrics
+        if measure is None:
+            return {}
+        decoded = torch.from_numpy(np.stack([r.reconstruction for r in results])) * self.scale
+        return measure(signals, decoded.reshape(len(results), -1, self.channels))
+
+    @property
+    def has_surface(self) -> bool:
+        """Whether decoded signals are 3D shapes, written with a surface mesh beside their values."""
+        return self.modality in ("voxels", "sdf3d") and len(self.grid_shape) == 3
+
+    def decode_with_surface(self, data: bytes) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """The decoded values and, for shapes, the marching-cubes surface at 0.5 (``None`` when there is
+        none, or no surface crosses the grid)."""
+        values = self.decompress(data)
+        if not self.has_surface:
+            return values, None
+        return values, meshes.extract_surface(values[..., 0], 0.5, inside_above=self.modality == "voxels")
 
     def compress_signals(self, signals, quality: int | None = None) -> list[CompressedSignal]:
         """Compress a ``SignalSet`` on this codec's grid (one file's bytes per signal)."""
@@ -626,132 +676,23 @@ def _as_rgb_uint8(image: np.ndarray) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(arr), channels
 
 
-# --------------------------------------------------------------------------------- building
-
-
-def _uniform_model(num_symbols: int) -> SymbolModel:
-    # A stand-in while a level's real model is being fitted (rendering does not use it).
-    return fit_symbol_model(np.arange(num_symbols), num_symbols, per_position=False)
-
-
-def build_codec(
-    config: RunConfig,
-    meta: dict[str, dict[str, torch.Tensor]],
-    patches: torch.Tensor,
-    budgets: Sequence[int],
-    encoder: FitConfig,
-    bits_choices: Sequence[int] = (3, 4, 5, 6, 7, 8),
-    clip_std: float = 3.0,
-    max_quantization_loss_db: float = 0.5,
-    patch_size: int = 32,
-    info: dict | None = None,
-    device: str | torch.device = "cpu",
-    log=lambda s: None,
-) -> ImageCodec:
-    """Make an image codec from a trained mscn-modulations network and uint8 training patches (N, P, P, 3).
-
-    Per budget: fit the training patches, take the kept shifts, and pick the fewest bits whose
-    quantisation costs at most ``max_quantization_loss_db`` of PSNR on these patches; then fit a
-    per-modulation frequency model on their symbols.
-    """
-    _check_budgets(config, budgets)
-    placeholder = _placeholder_levels(budgets, clip_std)
-    codec = ImageCodec(config, meta, placeholder, encoder, patch_size, info).to(device)
-    targets = patches.to(device).reshape(patches.shape[0], -1, 3).float() / 255.0
-    levels = _fit_levels(codec, targets, budgets, bits_choices, clip_std, max_quantization_loss_db,
-                         patch_size**2, "bpp", log)
-    return ImageCodec(config, meta, levels, encoder, patch_size, info)
-
-
-def build_signal_codec(
-    config: RunConfig,
-    meta: dict[str, dict[str, torch.Tensor]],
-    signals,
-    budgets: Sequence[int],
-    encoder: FitConfig,
-    bits_choices: Sequence[int] = (3, 4, 5, 6, 7, 8),
-    clip_std: float = 3.0,
-    max_quantization_loss_db: float = 0.5,
-    info: dict | None = None,
-    device: str | torch.device = "cpu",
-    log=lambda s: None,
-) -> SignalCodec:
-    """Make a codec for ``signals`` (a ``SignalSet`` of training signals, whose grid it adopts)."""
-    _check_budgets(config, budgets)
-    placeholder = _placeholder_levels(budgets, clip_std)
-    codec = SignalCodec(config, meta, placeholder, encoder, signals.coords, signals.scale, info).to(device)
-    targets = signals.targets().to(device)
-    levels = _fit_levels(codec, targets, budgets, bits_choices, clip_std, max_quantization_loss_db,
-                         signals.num_points * signals.channels, "bits per value", log)
-    return SignalCodec(config, meta, levels, encoder, signals.coords, signals.scale, info)
-
-
-def _check_budgets(config: RunConfig, budgets: Sequence[int]) -> None:
-    num_modulations = build_problem(config, None).model.num_modulations
-    if not budgets:
-        raise ConfigError("no budgets given: name the modulations per patch of each quality, e.g. 16,32,64")
-    if any(a >= b for a, b in itertools.pairwise(budgets)):
-        raise ConfigError(f"budgets must increase from one quality to the next, got {list(budgets)}")
-    for b in budgets:
-        if not 1 <= b <= num_modulations:
-            raise ConfigError(f"budget {b} outside [1, {num_modulations}] modulations of this network")
-
-
-def _placeholder_levels(budgets: Sequence[int], clip_std: float) -> list[QualityLevel]:
-    return [QualityLevel(b, fit_quantizer(torch.zeros(2), 8, clip_std), _uniform_model(256)) for b in budgets]
-
-
-class _BitsCandidate(NamedTuple):
-    quantizer: Quantizer
-    model: SymbolModel
-    psnr: float  # after quantisation, on the training signals
-    bits_per_signal: float  # the symbol model's ideal code length
-
-
-def _choose_bits(candidates: Iterable[_BitsCandidate], exact_psnr: float, max_loss_db: float,
-                 previous_bits_per_signal: float) -> _BitsCandidate:
-    """The fewest bits whose quantisation costs at most ``max_loss_db`` and whose rate exceeds the
-    previous (smaller) budget's, so that a higher quality never makes a smaller file; the most bits
-    when no candidate qualifies. ``candidates`` go from fewest to most bits and are made on demand."""
-    chosen = None
-    for candidate in candidates:
-        chosen = candidate
-        if exact_psnr - candidate.psnr <= max_loss_db and candidate.bits_per_signal > previous_bits_per_signal:
-            break
-    if chosen is None:
-        raise ConfigError("no quantiser bit counts to choose from")
-    return chosen
-
-
-def _fit_levels(codec: ModulationCodec, targets: torch.Tensor, budgets, bits_choices, clip_std,
-                max_quantization_loss_db, values_per_signal: int, unit: str, log) -> list[QualityLevel]:
-    levels, previous_rate, previous_psnr, previous_budget = [], 0.0, -math.inf, None
-    for budget in budgets:
-        t0 = time.perf_counter()
-        code = codec.fit_patches(targets, budget)
-        kept = codec.kept_indices(budget).to(targets.device)
-        values = code[:, kept].detach().cpu()
-        exact = psnr_from_mse(((codec.render(code, budget) - targets) ** 2).mean()).item()
-
-        def candidates(values=values, budget=budget):
-            for bits in bits_choices:
-                quantizer = fit_quantizer(values.reshape(-1), bits, clip_std)
-                symbols = quantizer.quantize(values)
-                trial = QualityLevel(budget, quantizer, _uniform_model(quantizer.num_symbols))
-                recon = codec.render(codec._dequantized_code(symbols, trial), budget)
-                model = fit_symbol_model(symbols.numpy(), quantizer.num_symbols, per_position=True)
-                yield _BitsCandidate(quantizer, model, psnr_from_mse(((recon - targets) ** 2).mean()).item(),
-                                     estimated_bits(symbols.numpy(), model) / symbols.shape[0])
-
-        chosen = _choose_bits(candidates(), exact, max_quantization_loss_db, previous_rate)
-        levels.append(QualityLevel(budget, chosen.quantizer, chosen.model))
-        log(f"budget {budget}: {chosen.quantizer.bits} bits, train PSNR {exact:.2f} dB → {chosen.psnr:.2f} dB "
-            f"quantised, ~{chosen.bits_per_signal / values_per_signal:.3f} {unit} ({time.perf_counter() - t0:.0f} s)")
-        if chosen.bits_per_signal <= previous_rate:
-            log(f"warning: budget {budget} costs no more bits per signal ({chosen.bits_per_signal:.1f}) than budget "
-                f"{previous_budget} ({previous_rate:.1f}), even at {chosen.quantizer.bits} bits")
-        elif chosen.psnr <= previous_psnr:
-            log(f"note: budget {budget} costs more than budget {previous_budget} for no gain on the training "
-                f"signals ({chosen.psnr:.2f} dB ≤ {previous_psnr:.2f} dB): this network saturates there")
-        previous_rate, previous_psnr, previous_budget = chosen.bits_per_signal, chosen.psnr, budget
-    return levels
+def chunks_by_patches(items: Sequence, patch_size: int, max_patches: int,
+                      path_of: Callable[[object], Path] = lambda item: item) -> Iterator[list]:
+    """Consecutive groups of ``items`` whose images hold at most ``max_patches`` patches together
+    (a larger image goes alone); sizes come from the file headers, nothing is decoded."""
+    chunk, patches = [], 0
+    for item in items:
+        try:
+            with Image.open(path_of(item)) as im:
+                width, height = im.size
+            (rows, cols), _ = patch_grid(height, width, patch_size)
+            n = rows * cols
+        except Exception:  # noqa: BLE001 - read_image reports the problem with the file as a DataError
+            n = 1
+        if chunk and patches + n > max_patches:
+            yield chunk
+            chunk, patches = [], 0
+        chunk.append(item)
+        patches += n
+    if chunk:
+        yield chunk

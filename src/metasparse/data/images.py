@@ -63,6 +63,7 @@ __all__ = [
     "load_image",
     "load_image_list",
     "load_images",
+    "read_image",
     "save_image",
     "to_uint8",
 ]
@@ -260,6 +261,21 @@ def load_image(path: PathLike, transform: TransformLike = None, channels: int = 
     if not p.exists():
         raise DataError(f"{p}: no such file")
     return _writable(_finish(_decode(p, channels), parse_transform(transform), str(p), channels))
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """uint8 (H, W, C) with C = 1 for greyscale sources and 3 otherwise (alpha composited on white)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; pass image files (or a shell glob such as {path}/*.png)")
+    try:
+        with Image.open(path) as im:
+            grey = im.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    except Exception:  # noqa: BLE001 - load_image reports the problem as a DataError
+        grey = False
+    return load_image(path, channels=1 if grey else 3)
 
 
 def _writable(arr: np.ndarray) -> np.ndarray:

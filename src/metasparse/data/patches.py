@@ -17,7 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["from_patches", "pad_to_multiple", "patch_grid", "random_patches", "to_patches"]
+from metasparse.data.tiling import patch_grid
+
+__all__ = ["from_patches", "pad_to_multiple", "random_patches", "to_patches"]
 
 
 def _as_hwc(image) -> torch.Tensor:
@@ -33,13 +35,6 @@ def _check_patch(patch: int) -> int:
     if int(patch) < 1:
         raise ValueError(f"patch size must be >= 1, got {patch}")
     return int(patch)
-
-
-def patch_grid(height: int, width: int, patch: int = 32) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((rows, cols), (padded_height, padded_width)) for an image of that size."""
-    patch = _check_patch(patch)
-    rows, cols = -(-int(height) // patch), -(-int(width) // patch)
-    return (rows, cols), (rows * patch, cols * patch)
 
 
 def pad_to_multiple(image, patch: int = 32) -> torch.Tensor:

@@ -37,6 +37,8 @@ from metasparse.errors import DataError
 __all__ = [
     "DEFAULT_SAMPLES",
     "SAMPLE_FILES",
+    "SAMPLE_PHOTOS",
+    "expand_inputs",
     "sample_dir",
     "sample_images",
     "sample_names",
@@ -158,3 +160,20 @@ def write_sample_images(
         img = load_image(_path(n), transform=tf)
         paths.append(save_image(out / f"{n}{ext}", img))
     return paths
+
+
+# The photos ``samples`` stands for on the codec's command line.
+SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def expand_inputs(paths: Sequence[Path]) -> list[Path]:
+    """``samples`` (unless a file of that name exists) stands for a few photos that scikit-image installs
+    (no download)."""
+    expanded: list[Path] = []
+    for p in paths:
+        if str(p) == "samples" and not p.exists():
+            photos = [sample_dir() / SAMPLE_FILES[name] for name in SAMPLE_PHOTOS]
+            expanded += [photo for photo in photos if photo.is_file()]
+        else:
+            expanded.append(p)
+    return expanded

@@ -12,9 +12,9 @@ test-time fitting, pruning — is shared, so a modality is only
 * ``augmentations``: loader options that multiply a training set (random poses, rotations) and are
   dropped when a single signal is loaded to be compressed.
 
-``image`` is built in; ``metasparse.modalities.grids`` registers ``voxels``, ``sdf3d``, ``sphere`` and
-``sdf2d`` on first use. Registering a modality also registers its loader with
-:func:`metasparse.modalities.loading.register_loader`, so ``data.modality=NAME`` works in every command.
+``metasparse.modalities.image`` registers ``image``; ``metasparse.modalities.grids`` registers ``voxels``,
+``sdf3d``, ``sphere`` and ``sdf2d``. ``metasparse.modalities`` imports both, so importing any module of the
+package fills :data:`MODALITIES`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from metasparse.data.signals import SignalSet
+from metasparse.utils.registry import Registry
 
-__all__ = ["Modality", "available_modalities", "get_modality", "register_modality", "split_modality_path"]
+__all__ = ["MODALITIES", "Modality", "available_modalities", "get_modality", "register_modality", "split_modality_path"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Modality:
     description: str = ""
     in_dim: int = 2
     out_dim: int = 3
-    load: Callable | None = None  # (DataConfig) -> SignalSet; None for images (datasets.py loads them)
+    load: Callable | None = None  # (DataConfig) -> SignalSet
     metrics: Callable[[SignalSet, torch.Tensor], dict[str, np.ndarray]] | None = None
     save_reconstructions: Callable[[SignalSet, torch.Tensor, Path], list[Path]] | None = None
     augmentations: tuple[str, ...] = ()
@@ -50,32 +51,22 @@ class Modality:
         return ",".join(kept) or None
 
 
-_MODALITIES: dict[str, Modality] = {}
+# name → Modality; filled by the modules that ``metasparse.modalities`` imports (image, grids).
+MODALITIES: Registry[Modality] = Registry("modality")
 
 
 def register_modality(modality: Modality) -> Modality:
-    from metasparse.modalities.loading import register_loader
-
-    _MODALITIES[modality.name] = modality
-    if modality.load is not None:
-        register_loader(modality.name, modality.load)
-    return modality
+    """Add ``modality`` under its name: ``data.modality=NAME`` then works in every command."""
+    return MODALITIES.add(modality.name, modality)
 
 
 def get_modality(name: str) -> Modality:
-    """The registered modality, or a plain one (PSNR only, no pictures) for a bare loader."""
-    if name not in _MODALITIES:
-        from metasparse.modalities.loading import _load_modalities
-
-        _load_modalities()
-    return _MODALITIES.get(name) or Modality(name)
+    """The registered modality, or a plain one (PSNR only, no pictures) for an unknown name."""
+    return MODALITIES[name] if name in MODALITIES else Modality(name)
 
 
 def available_modalities() -> list[str]:
-    from metasparse.modalities.loading import _load_modalities
-
-    _load_modalities()
-    return sorted(_MODALITIES)
+    return sorted(MODALITIES)
 
 
 def split_modality_path(data: str) -> tuple[str, str]:
@@ -84,19 +75,6 @@ def split_modality_path(data: str) -> tuple[str, str]:
     For commands that take data as one string (``metasparse experiment --data``).
     """
     head, sep, rest = data.partition(":")
-    if sep and head != "image" and head in available_modalities():
+    if sep and head != "image" and head in MODALITIES:
         return head, rest
     return "image", data
-
-
-def _save_image_grid(signals: SignalSet, reconstructions: torch.Tensor, path: Path) -> list[Path]:
-    from metasparse.data.images import save_image
-    from metasparse.evaluation import image_grid
-
-    save_image(path, image_grid(signals.targets(), reconstructions.cpu(), signals.grid_shape))
-    return [Path(path)]
-
-
-register_modality(Modality(
-    "image", "pictures: (x, y) -> RGB or grey, PSNR", in_dim=2, out_dim=3, save_reconstructions=_save_image_grid,
-))

@@ -10,48 +10,30 @@ from __future__ import annotations
 import torch
 
 from metasparse.data.config import DataConfig
+from metasparse.data import images, samples
+from metasparse.data.patches import random_patches
 from metasparse.data.signals import SignalSet, grid_coordinates
 from metasparse.errors import DataError
-
-_LOADERS = {}
-
-
-def register_loader(modality: str, loader) -> None:
-    """``loader(config: DataConfig) -> SignalSet`` for a modality other than images."""
-    _LOADERS[modality] = loader
-
+from metasparse.modalities.base import MODALITIES
 
 def load_signal_set(config: DataConfig) -> SignalSet:
-    if config.modality != "image":
-        _load_modalities()
-        if config.modality not in _LOADERS:
-            raise DataError(f"unknown modality {config.modality!r}; available: image, {', '.join(sorted(_LOADERS))}")
-        return _LOADERS[config.modality](config)
-    from metasparse.data import images, samples
-
-    if config.path == "samples":
-        return samples.sample_signal_set(size=64) if config.transform is None else _samples_with(config)
-    return images.load_images(config.path, transform=config.transform, limit=config.limit, split=config.split)
+    """The signals ``config`` names, loaded by its modality."""
+    if config.modality not in MODALITIES or MODALITIES[config.modality].load is None:
+        others = sorted(name for name, m in MODALITIES.items() if name != "image" and m.load is not None)
+        raise DataError(f"unknown modality {config.modality!r}; available: image, {', '.join(others)}")
+    return MODALITIES[config.modality].load(config)
 
 
-def _samples_with(config: DataConfig) -> SignalSet:
-    from metasparse.data import samples, transforms
-
-    t = transforms.parse_transform(config.transform)
-    arrays = [t(a) for a in samples.sample_images()]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise DataError(f"transform {config.transform!r} leaves the sample photos with different sizes {shapes}")
-    values = torch.stack([torch.from_numpy(a.copy()) for a in arrays])
-    return SignalSet(values, grid_coordinates(values.shape[1:3]), 1 / 255, [f"sample{i}" for i in range(len(arrays))])
+def __getattr__(name: str):
+    # Until config.py reads MODALITIES itself: its list of modalities with a loader.
+    if name == "_LOADERS":
+        return {n: m.load for n, m in MODALITIES.items() if n != "image" and m.load is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _load_modalities() -> None:
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("metasparse.modalities.grids") is not None:
-        importlib.import_module("metasparse.modalities.grids")
+    """Nothing left to load (every modality is registered when the package is imported); kept until
+    config.py stops calling it."""
 
 
 class BatchSource:
@@ -70,13 +52,9 @@ class BatchSource:
                 self.images = [v for v in signals.values]
                 self.names = list(signals.names)
             elif config.path == "samples":
-                from metasparse.data import samples
-
                 self.images = [torch.from_numpy(a.copy()) for a in samples.sample_images()]
                 self.names = [f"sample{i}" for i in range(len(self.images))]
             else:
-                from metasparse.data import images
-
                 self.images, self.names = images.load_image_list(
                     config.path, transform=config.transform, limit=config.limit, split=config.split
                 )
@@ -105,8 +83,6 @@ class BatchSource:
     def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """Targets (B, P, C) as floats on the device."""
         if self.signals is None:
-            from metasparse.data.patches import random_patches
-
             crops = random_patches(self.images, self.config.patch, batch_size, generator)
             return crops.reshape(batch_size, -1, crops.shape[-1]).to(self.device, torch.float32) * self.scale
         idx = torch.randint(len(self.signals), (batch_size,), generator=generator)

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from metasparse.errors import BitstreamError
-from metasparse.utils.fileio import write_atomic
+from metasparse.data.tiling import patch_grid
 
 MAGIC = b"MSPZ"
 FORMAT_VERSION = 2
@@ -94,16 +94,9 @@ __all__ = [
     "container_bytes",
     "model_id_of",
     "pack",
-    "patch_grid",
     "stored_clip",
     "unpack",
-    "write_atomic",
 ]
-
-
-def patch_grid(height: int, width: int, patch_size: int) -> tuple[int, int]:
-    """Patch rows and columns covering an image; edge patches are padded, hence the ceiling."""
-    return -(-height // patch_size), -(-width // patch_size)
 
 
 def _rounded_clip(clip_std: float, version: int) -> float | None:
@@ -160,7 +153,7 @@ class Header:
 
     @property
     def num_patches(self) -> int:
-        rows, columns = patch_grid(self.height, self.width, self.patch_size)
+        (rows, columns), _ = patch_grid(self.height, self.width, self.patch_size)
         return rows * columns
 
     def matches_model(self, model_id: bytes) -> bool:
