@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 from metasparse.errors import ConfigError
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class Registry(MutableMapping[str, T], Generic[T]):
@@ -34,10 +35,13 @@ class Registry(MutableMapping[str, T], Generic[T]):
         self._entries[name] = obj
         return obj
 
-    def get(self, name: str) -> T:  # type: ignore[override]  # unknown names are an error, not None
+    def get(self, name: str, default=_MISSING) -> T:  # type: ignore[override]
+        """The entry; an unknown name is a ``ConfigError`` unless a default is given (as for a dict)."""
         try:
             return self._entries[name]
         except KeyError:
+            if default is not _MISSING:
+                return default
             hint = f"; {self.hint}" if self.hint else ""
             raise ConfigError(f"unknown {self.what} {name!r} (known: {', '.join(self._entries)}){hint}") from None
 
