@@ -28,6 +28,7 @@ from metasparse.meta import problems
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.meta.problems import PROBLEMS, MetaProblem, ProblemConfig
+from metasparse.modalities import MODALITIES
 from metasparse.nn.siren import ModelConfig
 
 # The only problem kind whose weights the trainer prunes (Meta-SparseINR's Algorithm 1).
@@ -193,10 +194,8 @@ def _problem_kinds() -> list[str]:
 
 
 def _modalities() -> list[str]:
-    from metasparse.modalities.loading import _LOADERS, _load_modalities
-
-    _load_modalities()
-    return ["image", *sorted(_LOADERS)]
+    # Images go through the image pipeline; every other modality needs its own loader.
+    return ["image", *sorted(name for name, m in MODALITIES.items() if name != "image" and m.load is not None)]
 
 
 def _registered(choices: Callable[[], list[str]]) -> Allowed:
