@@ -159,7 +159,7 @@ def modules_loaded_by(statement: str) -> set[str]:
 
 
 def test_the_cli_and_the_package_import_without_torch():
-    """``metasparse --help`` lists every verb without the cost of torch (about a second), numpy or the codec."""
+    """``metasparse --help`` lists every verb without paying for torch (about a second), numpy or the codec."""
     assert modules_loaded_by("import metasparse.cli") == set()
     assert modules_loaded_by("import metasparse") == set()
 

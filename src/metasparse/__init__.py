@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_LAZY = ("load_codec", "ImageCodec", "read_image", "load_images", "get_preset", "list_presets", "apply_overrides",
-         "RunConfig", "Trainer", "MetaModel", "evaluate", "MetasparseError")
+_LAZY = ("load_codec", "ImageCodec", "read_image", "load_images", "get_preset", "list_presets",
+         "apply_overrides", "RunConfig", "Trainer", "MetaModel", "evaluate", "MetasparseError")
 
 __all__ = ["__version__", "load_model", *_LAZY]
 

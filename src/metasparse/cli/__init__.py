@@ -17,7 +17,8 @@ from pathlib import Path
 import typer
 
 from metasparse.cli.app import app
-from metasparse.cli.console import (  # noqa: F401 - also here for verb modules that still import them from here
+# The console helpers are also importable from here, for verb modules that still import them from here.
+from metasparse.cli.console import (  # noqa: F401
     check_output_file,
     check_output_folder,
     console,

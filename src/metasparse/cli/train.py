@@ -45,6 +45,7 @@ def train(
     Under torchrun the outer batch is split across the processes (docs/distributed.md).
     """
     import json
+    import math
     import time
 
     from metasparse import config as cfgmod
@@ -100,7 +101,7 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / "config.json", config.to_json().encode())
     end = total_steps(config)
-    deadline = time.monotonic() + time_budget * 60 if time_budget else None
+    deadline = time.monotonic() + time_budget * 60 if time_budget else math.inf
     with progress(disable=not world.is_main) as bar:
         task = bar.add_task("meta-training", total=end, completed=trainer.step, status="")
 
@@ -110,19 +111,10 @@ def train(
             if not console.is_terminal:  # logs and CI get plain lines instead of a redrawn bar
                 say(f"step {step:,}/{end:,}  {status}  ({entry['seconds']:.0f} s)")
 
-        while trainer.step < end:
-            chunk = config.train.log_every
-            trainer.run(max_steps=chunk, progress=on_log)
-            bar.update(task, completed=trainer.step)
-            # Rank 0's clock decides, so that no rank waits in a collective for one that stopped.
-            if deadline is not None and distributed.agree(time.monotonic() > deadline):
-                trainer.save_checkpoint()
-                trainer.save_model(run_dir / "model.safetensors")
-                say(f"time budget reached at step {trainer.step:,}; re-run the command to continue")
-                break
-    if trainer.step == 0:
-        trainer.save_checkpoint()
-        trainer.save_model(run_dir / "model.safetensors")
+        trainer.run(progress=on_log, deadline=deadline)
+        bar.update(task, completed=trainer.step)
+    if time_budget and trainer.step < end:
+        say(f"time budget reached at step {trainer.step:,}; re-run the command to continue")
     distributed.shutdown()
     if not world.is_main:
         return
@@ -133,4 +125,5 @@ def train(
     console.print(summary)
     console.print(f"model: {run_dir / 'model.safetensors'}")
     if evaluate_after and config.val_data is not None:
-        evaluate_and_show(run_dir / "model.safetensors", config.val_data.path, run_dir / "eval", config=config, device=dev)
+        evaluate_and_show(run_dir / "model.safetensors", config.val_data.path, run_dir / "eval", config=config,
+                          device=dev)

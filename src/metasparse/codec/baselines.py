@@ -31,35 +31,33 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, features
 
 from metasparse.errors import ConfigError
+from metasparse.utils.registry import Registry
 
-CODEC_NAMES: tuple[str, ...] = ("jpeg", "jpeg2000", "webp", "avif", "hevc", "jpegxl")
 CHROMA_SUBSAMPLINGS = ("4:2:0", "4:4:4")
 
-# Sweeps chosen to span roughly 0.1 to 4 bits per pixel on natural RGB photographs
-# (e.g. 512x512 or Kodak-sized images), ordered from lowest to highest rate.
-_DEFAULT_QUALITIES: dict[str, tuple[float, ...]] = {
-    "jpeg": (2, 5, 10, 20, 30, 50, 70, 85, 92, 97),
-    "jpeg2000": (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0),
-    "webp": (0, 5, 15, 30, 50, 70, 80, 90, 95, 100),
-    "avif": (0, 10, 25, 40, 50, 60, 70, 80, 90, 97),
-    "hevc": (5, 10, 20, 30, 40, 50, 60, 70, 80),
-    "jpegxl": (0, 10, 25, 40, 55, 70, 80, 88, 93, 97),
-}
 
-_QUALITY_RANGES: dict[str, tuple[float, float]] = {
-    "jpeg": (1, 100),
-    "jpeg2000": (1e-3, 64.0),
-    "webp": (0, 100),
-    "avif": (0, 100),
-    "hevc": (0, 100),
-    "jpegxl": (0, 99),
-}
+@dataclass(frozen=True)
+class BaselineCodec:
+    """A classical codec: how it encodes and decodes, its quality sweep and range, whether it runs here."""
 
+    name: str
+    # (pixels, quality, chroma subsampling) -> (decoded pixels, compressed bytes)
+    encode: Callable[[np.ndarray, float, str], tuple[np.ndarray, int]]
+    # Sweeps chosen to span roughly 0.1 to 4 bits per pixel on natural RGB photographs
+    # (e.g. 512x512 or Kodak-sized images), ordered from lowest to highest rate.
+    qualities: tuple[float, ...]
+    quality_range: tuple[float, float]
+    unavailable_reason: Callable[[], str | None]  # None when the codec can run here
+
+
+# name → BaselineCodec, in the order of the table above (registered at the bottom of this module).
+BASELINES: Registry[BaselineCodec] = Registry("baseline codec")
 
 def _pillow_reason(kind: str, feature: str, label: str) -> str | None:
     check = features.check_codec if kind == "codec" else features.check_module
@@ -91,19 +89,9 @@ def _jpegxl_reason() -> str | None:
     return None
 
 
-_AVAILABILITY_CHECKS: dict[str, Callable[[], str | None]] = {
-    "jpeg": lambda: _pillow_reason("codec", "jpg", "JPEG"),
-    "jpeg2000": lambda: _pillow_reason("codec", "jpg_2000", "JPEG 2000 (OpenJPEG)"),
-    "webp": lambda: _pillow_reason("module", "webp", "WebP"),
-    "avif": lambda: _pillow_reason("module", "avif", "AVIF"),
-    "hevc": _hevc_reason,
-    "jpegxl": _jpegxl_reason,
-}
-
-
 def unavailable_codecs() -> dict[str, str]:
     """Codecs that cannot run here, each with the reason and how to get it."""
-    reasons = {name: _AVAILABILITY_CHECKS[name]() for name in CODEC_NAMES}
+    reasons = {name: codec.unavailable_reason() for name, codec in BASELINES.items()}
     return {name: reason for name, reason in reasons.items() if reason is not None}
 
 
@@ -119,9 +107,9 @@ def _check_name(name: str) -> None:
 
 
 def default_qualities(name: str) -> list[float]:
-    """The quality sweep for ``name``, lowest rate first (see ``_DEFAULT_QUALITIES``)."""
+    """The quality sweep for ``name``, lowest rate first (``BaselineCodec.qualities``)."""
     _check_name(name)
-    return list(_DEFAULT_QUALITIES[name])
+    return list(BASELINES[name].qualities)
 
 
 def _as_channels_last(image: np.ndarray) -> np.ndarray:
@@ -206,34 +194,45 @@ def _jpegxl(image: np.ndarray, quality: float, chroma_subsampling: str) -> tuple
     return decoded.astype(np.uint8, copy=False), len(encoded)
 
 
-_ENCODERS: dict[str, Callable[[np.ndarray, float, str], tuple[np.ndarray, int]]] = {
-    "jpeg": _jpeg,
-    "jpeg2000": _jpeg2000,
-    "webp": _webp,
-    "avif": _avif,
-    "hevc": _hevc,
-    "jpegxl": _jpegxl,
-}
-
-
 def encode_decode(
     name: str, image: np.ndarray, quality: float, chroma_subsampling: str = "4:2:0"
 ) -> tuple[np.ndarray, int]:
     """Compress ``image`` with codec ``name`` at ``quality``, decompress it, and return
     ``(decoded uint8 image of the input's shape, size of the compressed file in bytes)``."""
     _check_name(name)
-    reason = _AVAILABILITY_CHECKS[name]()
+    codec = BASELINES[name]
+    reason = codec.unavailable_reason()
     if reason is not None:
         raise ConfigError(f"baseline codec {name!r} is not available: {reason}")
     if chroma_subsampling not in CHROMA_SUBSAMPLINGS:
         raise ValueError(
             f"chroma_subsampling must be one of {CHROMA_SUBSAMPLINGS}, got {chroma_subsampling!r}"
         )
-    low, high = _QUALITY_RANGES[name]
+    low, high = codec.quality_range
     if not low <= float(quality) <= high:
         raise ValueError(f"quality for {name} must be in [{low}, {high}], got {quality}")
     pixels = _as_channels_last(image)
-    decoded, num_bytes = _ENCODERS[name](pixels, float(quality), chroma_subsampling)
+    decoded, num_bytes = codec.encode(pixels, float(quality), chroma_subsampling)
     if decoded.shape != pixels.shape:
         raise RuntimeError(f"{name} decoded an image of shape {decoded.shape}, expected {pixels.shape}")
     return decoded.reshape(np.shape(image)), num_bytes
+
+
+BASELINES.add("jpeg", BaselineCodec(
+    "jpeg", _jpeg, (2, 5, 10, 20, 30, 50, 70, 85, 92, 97), (1, 100),
+    lambda: _pillow_reason("codec", "jpg", "JPEG")))
+BASELINES.add("jpeg2000", BaselineCodec(
+    "jpeg2000", _jpeg2000, (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.0, 3.0, 4.0), (1e-3, 64.0),
+    lambda: _pillow_reason("codec", "jpg_2000", "JPEG 2000 (OpenJPEG)")))
+BASELINES.add("webp", BaselineCodec(
+    "webp", _webp, (0, 5, 15, 30, 50, 70, 80, 90, 95, 100), (0, 100),
+    lambda: _pillow_reason("module", "webp", "WebP")))
+BASELINES.add("avif", BaselineCodec(
+    "avif", _avif, (0, 10, 25, 40, 50, 60, 70, 80, 90, 97), (0, 100),
+    lambda: _pillow_reason("module", "avif", "AVIF")))
+BASELINES.add("hevc", BaselineCodec(
+    "hevc", _hevc, (5, 10, 20, 30, 40, 50, 60, 70, 80), (0, 100), _hevc_reason))
+BASELINES.add("jpegxl", BaselineCodec(
+    "jpegxl", _jpegxl, (0, 10, 25, 40, 55, 70, 80, 88, 93, 97), (0, 99), _jpegxl_reason))
+
+CODEC_NAMES: tuple[str, ...] = tuple(BASELINES)

@@ -28,7 +28,8 @@ def load_codec(model: str, device: str = "cpu") -> ModulationCodec:
     else:
         path = Path(model)
         if not path.exists():
-            raise ModelError(f"no bundled model named {model!r} and no file at {path} (bundled: {', '.join(BUNDLED)})")
+            raise ModelError(f"no bundled model named {model!r} and no file at {path} "
+                             f"(bundled: {', '.join(BUNDLED)})")
     return load_codec_file(path).to(resolve_device(device))
 
 
