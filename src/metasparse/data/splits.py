@@ -34,6 +34,7 @@ from pathlib import PurePath
 from typing import TypeVar
 
 from metasparse.errors import DataError
+from metasparse.utils.registry import Registry
 
 __all__ = [
     "SPLITS",
@@ -251,12 +252,13 @@ def split_files(files: Sequence[T], val_fraction: float, seed: int = 0) -> tuple
 # --------------------------------------------------------------------------------------------
 # registry and parser
 
-SPLITS: dict[str, Split] = {}
+# name → Split; the built-in ones are added below, the mesh splits by metasparse.modalities.grids.
+SPLITS: Registry[Split] = Registry("split")
 
 
 def register_split(name: str, split: Split | str) -> None:
     """Register a named split (a :class:`Split` or a spec string)."""
-    SPLITS[name] = parse_split(split) if isinstance(split, str) else split
+    SPLITS.add(name, parse_split(split) if isinstance(split, str) else split)
 
 
 register_split("all", AllSplit())

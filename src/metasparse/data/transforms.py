@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from metasparse.errors import DataError
+from metasparse.utils.registry import Registry
 
 __all__ = [
     "RESAMPLE_FILTERS",
@@ -295,7 +296,8 @@ class Compose(Transform):
 # --------------------------------------------------------------------------------------------
 # registry and parser
 
-TRANSFORMS: dict[str, Callable[..., Transform]] = {}
+# name → factory(*args) -> Transform; the built-in transforms are added below.
+TRANSFORMS: Registry[Callable[..., Transform]] = Registry("transform")
 
 
 def register_transform(name: str, factory: Callable[..., Transform] | None = None):
@@ -306,14 +308,13 @@ def register_transform(name: str, factory: Callable[..., Transform] | None = Non
     """
 
     def deco(f):
-        TRANSFORMS[name] = f
-        return f
+        return TRANSFORMS.add(name, f)
 
     return deco(factory) if factory is not None else deco
 
 
-for _cls in (Identity, CenterCrop, Resize, ResizeShortCrop, CropResize):
-    register_transform(_cls.name, _cls)
+for _builtin in (Identity, CenterCrop, Resize, ResizeShortCrop, CropResize):
+    TRANSFORMS.add(_builtin.name, _builtin)
 
 
 def available_transforms() -> list[str]:
