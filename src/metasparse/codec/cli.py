@@ -107,7 +107,8 @@ def _check_writable(target: Path, force: bool) -> None:
 
 
 def _check_folder_writable(folder: Path, what: str) -> None:
-    """``folder``, or the nearest part of it that exists (the rest is created), is a folder we may write in."""
+    """``folder``, or the nearest part of it that exists (the rest is created), is a folder we may
+    write in."""
     while not folder.exists() and folder.parent != folder:
         folder = folder.parent
     if not folder.is_dir():
@@ -120,7 +121,8 @@ def _check_stdout(count: int, what: str) -> None:
     if count != 1:
         raise ConfigError(f"-o - writes one file to standard output; got {count} inputs (use -o FOLDER/)")
     if sys.stdout.isatty():
-        raise ConfigError(f"not writing {what} to a terminal; redirect standard output (> FILE) or pass -o FILE")
+        raise ConfigError(f"not writing {what} to a terminal; redirect standard output (> FILE) "
+                          f"or pass -o FILE")
 
 
 def _publish(target: Path | None, data: bytes, force: bool) -> None:
@@ -135,7 +137,8 @@ def _publish(target: Path | None, data: bytes, force: bool) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise MetasparseError(f"cannot write {target}: cannot create its folder ({e.strerror or e})") from None
+        raise MetasparseError(f"cannot write {target}: cannot create its folder "
+                              f"({e.strerror or e})") from None
     try:
         write_atomic(target, data, overwrite=force)
     except FileExistsError:
@@ -151,8 +154,8 @@ def _image_format(target: Path) -> str:
 
     image_format = Image.registered_extensions().get(target.suffix.lower())
     if image_format is None or image_format not in Image.SAVE:
-        raise ConfigError(f"{target}: cannot write images with extension {target.suffix!r}; use .png (lossless), "
-                          f"or .webp, .tif, .bmp ...")
+        raise ConfigError(f"{target}: cannot write images with extension {target.suffix!r}; "
+                          f"use .png (lossless), or .webp, .tif, .bmp ...")
     return image_format
 
 
@@ -176,11 +179,13 @@ def _check_reference_file(reference: Path) -> None:
 
 
 def _check_reference_matches(reference: Path, shape: tuple[int, ...], header) -> None:
-    """The reference must have the size and channel count the file decodes to; the message says which differ."""
+    """The reference must have the size and channel count the file decodes to; the message says
+    which differ."""
     height, width, channels = shape
     differences = []
     if (height, width) != (header.height, header.width):
-        differences.append(f"its size is {width}x{height}, the file decodes to {header.width}x{header.height}")
+        differences.append(f"its size is {width}x{height}, "
+                           f"the file decodes to {header.width}x{header.height}")
     if channels != header.channels:
         differences.append(f"it has {channels} channel(s), the file decodes to {header.channels}")
     if differences:
@@ -279,7 +284,8 @@ def register(app: typer.Typer) -> None:
                     _publish(target, result.data, force)
                     seconds = reading + fit_seconds * share / sum(patches) + time.perf_counter() - t_write
                     report.print(
-                        f"{prefix}{source.name} → {target or 'standard output'}  {result.width}x{result.height}  "
+                        f"{prefix}{source.name} → {target or 'standard output'}  "
+                        f"{result.width}x{result.height}  "
                         f"{len(result.data):,} bytes  {result.bpp:.3f} bpp  PSNR {result.psnr:.2f} dB  "
                         f"quality {result.quality}/{codec.num_qualities}  {seconds:.2f} s",
                         markup=False, highlight=False,
@@ -298,7 +304,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device"),
         force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
         max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels",
-                                       help="refuse files of larger images (bounds decoding time and memory)"),
+                                       help="refuse larger images (bounds decoding time and memory)"),
     ) -> None:
         """Decompress .mspz files to PNG images (signals of other modalities: .npy grids, .obj surfaces)."""
         from ..metrics_image import psnr
@@ -337,8 +343,9 @@ def register(app: typer.Typer) -> None:
             data = source.read_bytes()
             header = codec.read_header(data, max_pixels=None)
             if header.num_pixels > max_pixels:
-                raise DataError(f"{source} holds a {header.width}x{header.height} image ({header.num_pixels:,} "
-                                f"pixels), over --max-pixels {max_pixels:,}; raise --max-pixels to decode it")
+                raise DataError(f"{source} holds a {header.width}x{header.height} image "
+                                f"({header.num_pixels:,} pixels), over --max-pixels {max_pixels:,}; "
+                                f"raise --max-pixels to decode it")
             ref = None
             if reference is not None:
                 ref = read_image(reference)
@@ -606,7 +613,8 @@ def _chunks_by_patches(jobs: list, patch_size: int, max_patches: int):
 
 
 def _verification_problem(codec, target: Path, quality: int | None = None) -> str | None:
-    """Why ``target`` is not a complete file of this model (and of ``quality``, when given); ``None`` if it is."""
+    """Why ``target`` is not a complete file of this model (and of ``quality``, when given);
+    ``None`` if it is."""
     try:
         header = codec.read_header(target.read_bytes(), max_pixels=None)
     except BitstreamError as e:
