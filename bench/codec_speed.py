@@ -22,7 +22,7 @@ import torch
 
 from metasparse.codec import baselines
 from metasparse.codec.format.bitstream import Header, pack, patch_grid
-from metasparse.cli.codec import load_codec
+from metasparse import load_codec
 from metasparse.codec.format.entropy import encode
 from metasparse.data.images import load_image
 from metasparse.data.samples import sample_images
@@ -71,7 +71,8 @@ def main() -> None:
         with open(args.worst_file, "wb") as file:
             file.write(data)
         codec.read_header(data, max_pixels=None)  # the decoder's checks accept it
-        print(f"{args.worst_file}: {width}x{height}, {len(data):,} bytes, {8 * len(data) / (width * height):.4f} bpp")
+        bpp = 8 * len(data) / (width * height)
+        print(f"{args.worst_file}: {width}x{height}, {len(data):,} bytes, {bpp:.4f} bpp")
         return
     if args.image:
         image = load_image(args.image)

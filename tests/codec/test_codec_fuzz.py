@@ -75,16 +75,19 @@ def mutate(data: bytes, kind: int, rng: np.random.Generator) -> bytes:
         del out[at:at + int(rng.integers(1, 5))]
     elif kind == 4:  # any header byte, to any value: the field checks, not the checksum, must catch it
         body = bytearray(data[:body_end])
-        body[rng.integers(len(bytes(header.model_id)) + 5 if rng.random() < 0.2 else 5, head_size)] = int(
-            rng.integers(256))
+        value = int(rng.integers(256))
+        first = 5 + len(header.model_id) if rng.random() < 0.2 else 5  # at times only the fields after the id
+        body[rng.integers(first, head_size)] = value
         out = bytearray(_with_crc(bytes(body)))
     elif kind == 5:  # a field set to another value the container can hold (sizes up to 2^20 a side)
         field, value = [
             ("height", int(rng.choice([1, 2, 31, 33, 1000, 1 << 16, 1 << 20]))),
             ("width", int(rng.choice([1, 2, 31, 33, 1000, 1 << 16, 1 << 20]))),
             ("channels", int(rng.integers(1, 5))), ("quality_index", int(rng.integers(0, 8))),
-            ("quant_bits", int(rng.integers(1, 17))), ("patch_size", int(rng.choice([1, 8, 16, 31, 64, 65535]))),
-            ("clip_std", float(rng.choice([0.5, 3.0, 6.0, 100.0]))), ("version", 1 if header.version == 2 else 2),
+            ("quant_bits", int(rng.integers(1, 17))),
+            ("patch_size", int(rng.choice([1, 8, 16, 31, 64, 65535]))),
+            ("clip_std", float(rng.choice([0.5, 3.0, 6.0, 100.0]))),
+            ("version", 1 if header.version == 2 else 2),
         ][int(rng.integers(8))]
         changed = dataclasses.replace(header, **{field: value})
         if field == "version" and value == 1:
@@ -124,7 +127,8 @@ def test_mutated_files_decode_cleanly_or_fail_with_a_metasparse_error(bundled, s
                 assert "\n" not in str(error), f"case {case} ({KINDS[kind]}): a message of several lines"
                 counts["refused"] += 1
             except BaseException as error:  # noqa: BLE001 - anything else is the failure this test looks for
-                pytest.fail(f"case {case} ({KINDS[kind]}): {type(error).__name__}: {error}; file {data.hex()}")
+                pytest.fail(f"case {case} ({KINDS[kind]}): {type(error).__name__}: {error}; "
+                            f"file {data.hex()}")
             else:
                 header, _ = unpack(data, max_pixels=MAX_PIXELS)
                 assert image.dtype == np.uint8
@@ -134,7 +138,8 @@ def test_mutated_files_decode_cleanly_or_fail_with_a_metasparse_error(bundled, s
             largest = max(largest, tracemalloc.get_traced_memory()[1])
     finally:
         tracemalloc.stop()
-    print(f"{CASES} mutated files: {counts['decoded']} decoded, {counts['refused']} refused with a one-line error, "
+    print(f"{CASES} mutated files: {counts['decoded']} decoded, "
+          f"{counts['refused']} refused with a one-line error, "
           f"0 other; slowest {slowest:.3f} s, largest numpy/Python peak {largest / 2**20:.1f} MiB, "
           f"{time.perf_counter() - started:.1f} s in all")
     assert slowest < MAX_SECONDS and largest < MAX_NUMPY_BYTES
@@ -165,6 +170,7 @@ def test_mutated_files_on_the_command_line_are_one_line_errors_and_leave_nothing
             assert target.is_file()
         source.unlink()
         target.unlink(missing_ok=True)
-    print(f"{CLI_CASES} mutated files on the command line: {counts[0]} decoded (exit 0), {counts[1]} one-line "
+    print(f"{CLI_CASES} mutated files on the command line: {counts[0]} decoded (exit 0), "
+          f"{counts[1]} one-line "
           f"errors (exit 1), 0 other")
     assert not list(tmp_path.iterdir())

@@ -129,7 +129,8 @@ def test_new_files_get_the_umask_permissions_either_way(tmp_path) -> None:
 # -- compress: concurrent writers, outputs checked before fitting, standard output -------------
 
 
-def test_a_file_written_meanwhile_by_another_process_is_kept(workspace, tmp_path, monkeypatch, capsys) -> None:
+def test_a_file_written_meanwhile_by_another_process_is_kept(workspace, tmp_path, monkeypatch,
+                                                              capsys) -> None:
     """Two compress runs to one target without --force: the one that finishes second fails, and the
     other's file is intact (a blind rename would silently replace it)."""
     target = tmp_path / "photo.mspz"
@@ -164,7 +165,8 @@ def test_impossible_outputs_are_refused_before_fitting(workspace, tmp_path, monk
             monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == os.fspath(locked)
                                 else real_access(p, mode, **kw))
         target, expected = locked / "x.mspz", "no permission to write"
-    status = cli("compress", workspace / "photo.png", "-o", target, "-m", workspace / "codec.safetensors", "--force")
+    status = cli("compress", workspace / "photo.png", "-o", target, "-m", workspace / "codec.safetensors",
+                 "--force")
     assert status == 1
     assert expected in one_line_error(capsys)
 
@@ -188,7 +190,8 @@ def test_standard_output_takes_one_input_only(workspace, tmp_path, monkeypatch, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_skip_existing_names_a_file_that_does_not_verify(workspace, compressed, tmp_path, monkeypatch, capsys) -> None:
+def test_skip_existing_names_a_file_that_does_not_verify(workspace, compressed, tmp_path, monkeypatch,
+                                                          capsys) -> None:
     whole = (compressed / "photo.mspz").read_bytes()
     (tmp_path / "photo.mspz").write_bytes(whole[: len(whole) // 2])  # what a killed writer might leave
     monkeypatch.setattr(ImageCodec, "compress_images", lambda *a, **k: pytest.fail("fitting started"))
@@ -265,8 +268,8 @@ def test_max_pixels_refuses_a_larger_image_before_decoding(workspace, compressed
 
 
 def test_decompress_to_standard_output_writes_a_png_there(workspace, compressed, tmp_path) -> None:
-    result = subprocess.run([sys.executable, "-m", "metasparse.cli", "decompress", str(compressed / "photo.mspz"),
-                             "-o", "-", "-m", str(workspace / "codec.safetensors")],
+    command = ["decompress", compressed / "photo.mspz", "-o", "-", "-m", workspace / "codec.safetensors"]
+    result = subprocess.run([sys.executable, "-m", "metasparse.cli", *map(str, command)],
                             capture_output=True, timeout=300, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout[:8] == b"\x89PNG\r\n\x1a\n"
@@ -331,17 +334,19 @@ def test_read_image_takes_a_string_and_a_path_like(workspace) -> None:
 def test_codec_build_says_a_network_has_no_modulations(workspace, tmp_path, capsys) -> None:
     from metasparse.training.trainer import MetaModel
 
-    config = RunConfig(model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0))  # plain MAML on the weights
+    # Plain MAML on the weights: no modulations at all.
+    config = RunConfig(model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0))
     meta = build_problem(config, None).init_meta(torch.Generator().manual_seed(0))
     MetaModel(config, meta).save(tmp_path / "model.safetensors")
-    assert cli("codec-build", tmp_path, "--data", workspace / "photo.png", "-o", tmp_path / "codec.safetensors",
-               "--patches", 4, "--device", "cpu") == 1  # the default budgets
+    # The default budgets: before, the message blamed them ("budget 32 outside [1, 16] modulations").
+    assert cli("codec-build", tmp_path, "--data", workspace / "photo.png", "-o",
+               tmp_path / "codec.safetensors", "--patches", 4, "--device", "cpu") == 1
     err = one_line_error(capsys)
     assert "weights network, without the gated modulations" in err and "mscn-modulations" in err
     assert not (tmp_path / "codec.safetensors").exists()
 
 
-def test_rd_refuses_an_unknown_codec_before_any_work(workspace, tmp_path, monkeypatch, no_fitting, capsys) -> None:
+def test_rd_refuses_an_unknown_codec_before_any_work(workspace, tmp_path, no_fitting, capsys) -> None:
     assert cli("rd", "--data", workspace / "photo.png", "-m", workspace / "codec.safetensors",
                "--codecs", "jpeg,nosuch", "-o", tmp_path / "rd") == 1
     err = one_line_error(capsys)

@@ -596,7 +596,8 @@ class SignalCodec(ModulationCodec):
         ``max_pixels`` is there for a signature shared with :meth:`ImageCodec.decompress`)."""
         header, payload = unpack(data, expected_model_id=self.model_id, max_pixels=max_pixels)
         symbols, level = self._decode_symbols(header, payload)
-        return self._to_stored(self.render(self._dequantized_code(torch.from_numpy(symbols), level), level.budget)[0])
+        code = self._dequantized_code(torch.from_numpy(symbols), level)
+        return self._to_stored(self.render(code, level.budget)[0])
 
 
 def load_codec_file(path: str | Path) -> ModulationCodec:
