@@ -20,12 +20,13 @@ import time
 import numpy as np
 import torch
 
-from metasparse.codec import baselines
-from metasparse.codec.format.bitstream import Header, pack, patch_grid
 from metasparse import load_codec
+from metasparse.codec import baselines
+from metasparse.codec.format.bitstream import Header, pack
 from metasparse.codec.format.entropy import encode
 from metasparse.data.images import load_image
 from metasparse.data.samples import sample_images
+from metasparse.data.tiling import patch_grid
 
 
 def best_of(fn, repeats: int) -> float:

@@ -49,11 +49,11 @@ def worker(rank: int, procs: int, batch: int, opts: dict, port: int, result: str
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(procs), LOCAL_RANK=str(rank),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(opts["threads"])
-    from metasparse.training import distributed
     from metasparse.config import DataConfig, RunConfig, TrainConfig
-    from metasparse.modalities.loading import BatchSource
     from metasparse.meta.engine import MetaConfig
+    from metasparse.modalities.loading import BatchSource
     from metasparse.nn.siren import ModelConfig
+    from metasparse.training import distributed
     from metasparse.training.trainer import Trainer
 
     world, dev = distributed.init_from_env(opts["device"])

@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import metasparse
-from metasparse.utils import tensorfile as ckpt
 from metasparse.config import DataConfig, RunConfig, TrainConfig
-from metasparse.modalities.loading import BatchSource
 from metasparse.errors import ModelError
 from metasparse.meta.engine import MetaConfig
+from metasparse.modalities.loading import BatchSource
 from metasparse.nn.siren import ModelConfig
 from metasparse.training.trainer import MetaModel, Trainer
+from metasparse.utils import tensorfile as ckpt
 
 BUNDLED = Path(metasparse.__file__).parent / "pretrained" / "codec-default.safetensors"
 

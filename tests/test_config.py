@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 import metasparse
-from metasparse.utils import tensorfile as ckpt
 from metasparse.config import (
     ALLOWED,
     DataConfig,
@@ -21,6 +20,7 @@ from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.nn.siren import ModelConfig
 from metasparse.presets import get_preset, list_presets
+from metasparse.utils import tensorfile as ckpt
 
 BUNDLED = Path(metasparse.__file__).parent / "pretrained" / "codec-default.safetensors"
 SECTIONS = (RunConfig, ModelConfig, ProblemConfig, MetaConfig, DataConfig, PruneConfig, TrainConfig,

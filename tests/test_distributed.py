@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
+from metasparse.errors import ConfigError, MetasparseError
 from metasparse.training import distributed
 from metasparse.training.distributed import World, batch_slice, shard, skip_existing
-from metasparse.errors import ConfigError, MetasparseError
 from metasparse.training.trainer import MetaModel
 
 STEPS = 6

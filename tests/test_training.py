@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from metasparse.config import DataConfig, PruneConfig, RunConfig, TrainConfig, apply_overrides
-from metasparse.modalities.loading import BatchSource
 from metasparse.errors import ConfigError, ModelError
 from metasparse.meta.engine import MetaConfig
+from metasparse.modalities.loading import BatchSource
 from metasparse.nn.siren import ModelConfig
 from metasparse.training.trainer import MetaModel, Trainer
 

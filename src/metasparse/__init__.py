@@ -18,7 +18,22 @@ __version__ = "0.1.0"
 _LAZY = ("load_codec", "ImageCodec", "read_image", "load_images", "get_preset", "list_presets",
          "apply_overrides", "RunConfig", "Trainer", "MetaModel", "evaluate", "MetasparseError")
 
-__all__ = ["__version__", "load_model", *_LAZY]
+__all__ = [
+    "ImageCodec",
+    "MetaModel",
+    "MetasparseError",
+    "RunConfig",
+    "Trainer",
+    "__version__",
+    "apply_overrides",
+    "evaluate",
+    "get_preset",
+    "list_presets",
+    "load_codec",
+    "load_images",
+    "load_model",
+    "read_image",
+]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names are loaded lazily
     from metasparse.codec.model import ImageCodec

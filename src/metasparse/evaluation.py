@@ -19,11 +19,11 @@ import torch
 from metasparse.config import validate_section
 from metasparse.data.signals import SignalSet
 from metasparse.errors import DataError
-from metasparse.utils.fileio import write_atomic
 from metasparse.meta.fit import FitConfig, FitResult, fit_signals
 from metasparse.modalities.base import get_modality
 from metasparse.sparsity.masks import bias_count, kept_weights
 from metasparse.training.trainer import MetaModel
+from metasparse.utils.fileio import write_atomic
 
 
 @dataclass
@@ -135,13 +135,3 @@ def write_report(out_dir: Path, report: EvalReport, names: list[str]) -> None:
         row = [report.metrics_per_signal[k][i] for k in extra]
         w.writerow([names[i] if i < len(names) else i, p, *["" if v is None else v for v in row]])
     write_atomic(out_dir / "per_signal.csv", buf.getvalue().encode())
-
-
-def image_grid(targets: torch.Tensor, recons: torch.Tensor, grid_shape, count: int = 8) -> np.ndarray:
-    """Originals on the top row, reconstructions below: uint8 (2H, count*W, C)."""
-    n = min(count, targets.shape[0])
-    t = targets[:n].reshape(n, *grid_shape, -1).clamp(0, 1)
-    r = recons[:n].reshape(n, *grid_shape, -1).clamp(0, 1)
-    top = torch.cat(list(t), dim=1)
-    bottom = torch.cat(list(r), dim=1)
-    return (torch.cat([top, bottom], dim=0) * 255 + 0.5).to(torch.uint8).cpu().numpy()

@@ -21,17 +21,17 @@ from PIL import Image
 
 from metasparse.cli import main
 from metasparse.codec import model as codec_model
-from metasparse.codec.format.bitstream import pack, unpack
-from metasparse.codec.zoo import load_codec
 from metasparse.codec.build import build_codec
+from metasparse.codec.format.bitstream import pack, unpack
 from metasparse.codec.model import ImageCodec
+from metasparse.codec.zoo import load_codec
 from metasparse.config import ProblemConfig, RunConfig, build_problem
 from metasparse.data.images import read_image
 from metasparse.errors import BitstreamError
-from metasparse.utils.fileio import write_atomic
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.nn.siren import ModelConfig
+from metasparse.utils.fileio import write_atomic
 
 PATCH = 8
 

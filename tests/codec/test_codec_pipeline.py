@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.codec.format.bitstream import Header, model_id_of, pack, unpack
+from metasparse.codec.format.bitstream import Header, container_bytes, model_id_of, pack, unpack
 from metasparse.codec.format.entropy import decode, encode, estimated_bits, fit_symbol_model
 from metasparse.codec.format.quantize import fit_quantizer
-from metasparse.codec.format.bitstream import container_bytes
 from metasparse.errors import BitstreamError
 from metasparse.utils.fileio import write_atomic
 

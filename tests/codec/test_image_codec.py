@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from metasparse.codec.format.bitstream import Header, container_bytes, pack, unpack
 from metasparse.codec.build import build_codec
+from metasparse.codec.format.bitstream import Header, container_bytes, pack, unpack
 from metasparse.codec.model import ImageCodec
 from metasparse.config import ProblemConfig, RunConfig, build_problem
 from metasparse.errors import BitstreamError, ConfigError, DataError, ModelError

@@ -12,11 +12,11 @@ import torch
 
 from metasparse.cli import main
 from metasparse.codec.format.bitstream import unpack
-from metasparse.codec.zoo import load_codec
 from metasparse.codec.model import ImageCodec, SignalCodec
+from metasparse.codec.zoo import load_codec
 from metasparse.config import DataConfig
-from metasparse.modalities.loading import load_signal_set
 from metasparse.errors import BitstreamError, DataError, ModelError
+from metasparse.modalities.loading import load_signal_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from test_modalities import write_grids, write_meshes

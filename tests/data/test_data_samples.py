@@ -5,12 +5,12 @@ import torch
 from metasparse.data.images import load_images
 from metasparse.data.samples import (
     DEFAULT_SAMPLES,
+    sample_dir,
     sample_images,
     sample_names,
     sample_signal_set,
     write_sample_images,
 )
-from metasparse.data.samples import sample_dir
 from metasparse.errors import DataError
 
 

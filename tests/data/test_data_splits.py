@@ -6,8 +6,18 @@ import pytest
 from PIL import Image
 
 from metasparse.data.images import load_images
-from metasparse.data.splits import SPLITS, apply_split, file_number, parse_split, split_files
-from metasparse.data.splits import ChainSplit, FirstSplit, HashSplit, NumberRangeSplit, hash_unit
+from metasparse.data.splits import (
+    SPLITS,
+    ChainSplit,
+    FirstSplit,
+    HashSplit,
+    NumberRangeSplit,
+    apply_split,
+    file_number,
+    hash_unit,
+    parse_split,
+    split_files,
+)
 from metasparse.errors import DataError
 
 CELEBA = [f"{i:06d}.jpg" for i in range(1, 9001)]

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from metasparse.data.transforms import (
+    TRANSFORMS,
     CenterCrop,
     Compose,
     CropResize,
@@ -14,7 +15,6 @@ from metasparse.data.transforms import (
     parse_transform,
     register_transform,
 )
-from metasparse.data.transforms import TRANSFORMS
 from metasparse.errors import DataError
 
 

@@ -6,6 +6,8 @@ import torch
 
 from metasparse.config import DataConfig
 from metasparse.data.geometry import meshes, shapes2d, sphere
+from metasparse.errors import DataError
+from metasparse.modalities.base import available_modalities, get_modality, split_modality_path
 from metasparse.modalities.grids import (
     parse_options,
     sdf2d_metrics,
@@ -13,8 +15,6 @@ from metasparse.modalities.grids import (
     voxel_metrics,
 )
 from metasparse.modalities.loading import load_signal_set
-from metasparse.errors import DataError
-from metasparse.modalities.base import available_modalities, get_modality, split_modality_path
 
 CUBE = """# a unit cube, quads
 o cube

@@ -5,11 +5,11 @@ import torch
 
 from metasparse.config import DataConfig, PruneConfig, RunConfig, TrainConfig
 from metasparse.data.signals import SignalSet, grid_coordinates
-from metasparse.modalities.loading import BatchSource
 from metasparse.evaluation import count_parameters
 from metasparse.experiments import baselines
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
+from metasparse.modalities.loading import BatchSource
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity.pruning import surviving_after_rounds
 from metasparse.training.trainer import Trainer

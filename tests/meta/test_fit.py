@@ -3,8 +3,8 @@ from torch.func import vmap
 
 from metasparse.data.signals import grid_coordinates
 from metasparse.meta.fit import FitConfig, fit_batched, fit_signals, signal_copies
-from metasparse.metrics import psnr_from_mse
 from metasparse.meta.problems.base import WeightsProblem
+from metasparse.metrics import psnr_from_mse
 from metasparse.nn.siren import ModelConfig, build_model
 
 

@@ -8,6 +8,7 @@ from metasparse.data.signals import grid_coordinates
 from metasparse.errors import ConfigError
 from metasparse.meta.engine import MetaConfig, MetaLearner, adapted_losses, inner_loop, make_meta_gradient
 from metasparse.meta.fit import FitConfig, fit_signals
+from metasparse.meta.problems import PROBLEMS
 from metasparse.meta.problems.gated import (
     GATE_META_KEY,
     GatedModulationProblem,
@@ -16,7 +17,6 @@ from metasparse.meta.problems.gated import (
     search_l0_weight,
     with_gate_lr_multiplier,
 )
-from metasparse.meta.problems import PROBLEMS
 from metasparse.nn.siren import build_model
 
 KINDS = {"mscn-updates": GatedUpdatesProblem, "mscn-weights": GatedWeightsProblem,

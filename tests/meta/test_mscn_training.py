@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from metasparse.config import DataConfig, ProblemConfig, RunConfig, TrainConfig
-from metasparse.modalities.loading import BatchSource
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.problems.gated import GATE_META_KEY
+from metasparse.modalities.loading import BatchSource
 from metasparse.nn.siren import ModelConfig
 from metasparse.training.trainer import Trainer
 

@@ -16,20 +16,10 @@ from pathlib import Path
 
 import typer
 
+from metasparse.cli import bench, codec, dist, evaluate, experiment, presets, train  # noqa: F401
 from metasparse.cli.app import app
-# The console helpers are also importable from here, for verb modules that still import them from here.
-from metasparse.cli.console import (  # noqa: F401
-    check_output_file,
-    check_output_folder,
-    console,
-    decay_rate,
-    device_name,
-    finite_positive,
-    out,
-)
+from metasparse.cli.console import console
 from metasparse.errors import MetasparseError
-
-from metasparse.cli import bench, codec, dist, evaluate, experiment, presets, train  # noqa: E402, F401, I001
 
 # Verbs whose modules other packages' maintainers keep declare them through ``register(app)``.
 for _verb_module in (bench, dist, experiment):

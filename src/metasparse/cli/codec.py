@@ -350,9 +350,7 @@ def codec_build(
     Image networks are fitted on random patches of --data; networks of another modality
     (voxels, sdf3d, sphere, ...) on up to --patches whole signals of --data, on their grid.
     """
-    import dataclasses
 
-    import torch
 
     from metasparse.codec.build import build_from_network, load_network, network_file
     from metasparse.meta.fit import FitConfig

@@ -124,9 +124,9 @@ def evaluate_and_show(model_path: Path, data: str, out_dir: Path, config=None, d
     from dataclasses import replace
 
     from metasparse.config import DataConfig
-    from metasparse.modalities.loading import load_signal_set
     from metasparse.evaluation import evaluate, write_report
     from metasparse.modalities.base import get_modality
+    from metasparse.modalities.loading import load_signal_set
     from metasparse.training.trainer import MetaModel
 
     model = MetaModel.load(model_path, device="cpu")

@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,18 +41,6 @@ import torch
 from PIL import Image
 from torch.func import vmap
 
-from metasparse.utils import tensorfile as ckpt
-from metasparse.config import RunConfig, build_problem
-from metasparse.data.patches import to_patches
-from metasparse.data.tiling import patch_grid
-from metasparse.data.geometry import meshes
-from metasparse.data.signals import SignalSet, grid_coordinates
-from metasparse.errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
-from metasparse.meta.fit import FitConfig, fit_signals
-from metasparse.modalities.base import get_modality
-from metasparse.modalities.loading import load_signal_set
-from metasparse.metrics import psnr_from_mse
-from metasparse.nn.siren import build_model
 from metasparse.codec.format.bitstream import (
     DEFAULT_MAX_PIXELS,
     MAX_PATCH_SIZE,
@@ -66,6 +53,18 @@ from metasparse.codec.format.bitstream import (
 )
 from metasparse.codec.format.entropy import SymbolModel, decode, encode, estimated_bits
 from metasparse.codec.format.quantize import Quantizer
+from metasparse.config import RunConfig, build_problem
+from metasparse.data.geometry import meshes
+from metasparse.data.patches import to_patches
+from metasparse.data.signals import SignalSet, grid_coordinates
+from metasparse.data.tiling import patch_grid
+from metasparse.errors import BitstreamError, ConfigError, DataError, MetasparseError, ModelError
+from metasparse.meta.fit import FitConfig, fit_signals
+from metasparse.metrics import psnr_from_mse
+from metasparse.modalities.base import get_modality
+from metasparse.modalities.loading import load_signal_set
+from metasparse.nn.siren import build_model
+from metasparse.utils import tensorfile as ckpt
 
 CODEC_KIND = "image-codec"
 SIGNAL_CODEC_KIND = "signal-codec"
@@ -76,7 +75,7 @@ SIGNAL_BIT_DEPTH = 16
 RENDER_POINTS = 1 << 19
 
 __all__ = ["CompressedImage", "CompressedSignal", "ImageCodec", "ModulationCodec", "QualityLevel", "SignalCodec",
-           "build_codec", "build_signal_codec", "load_codec_file"]
+           "load_codec_file"]
 
 
 @dataclass(frozen=True)

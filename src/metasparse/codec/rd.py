@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from metasparse.data.images import load_image_list
-from metasparse.errors import ConfigError, DataError
-from metasparse.utils.fileio import write_atomic
-from metasparse.metrics import ms_ssim, psnr
 from metasparse.codec import baselines
 from metasparse.codec.format.bitstream import unpack
+from metasparse.data.images import load_image_list
+from metasparse.errors import ConfigError, DataError
+from metasparse.metrics import ms_ssim, psnr
+from metasparse.utils.fileio import write_atomic
 
 FIELDS = ["image", "codec", "quality", "bytes", "bpp", "payload_bpp", "psnr", "ms_ssim", "encode_s", "decode_s"]
 

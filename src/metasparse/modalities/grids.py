@@ -43,11 +43,11 @@ import torch
 
 from metasparse.data.config import DataConfig
 from metasparse.data.geometry import meshes, shapes2d, sphere
-from metasparse.viz import renders as render
 from metasparse.data.signals import SignalSet, grid_coordinates
 from metasparse.data.splits import apply_split, register_split
 from metasparse.errors import DataError
 from metasparse.modalities.base import Modality, register_modality
+from metasparse.viz import renders as render
 
 log = logging.getLogger("metasparse")
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from metasparse.data.config import DataConfig
 from metasparse.data import images, samples
+from metasparse.data.config import DataConfig
 from metasparse.data.patches import random_patches
 from metasparse.data.signals import SignalSet, grid_coordinates
 from metasparse.errors import DataError
 from metasparse.modalities.base import MODALITIES
+
 
 def load_signal_set(config: DataConfig) -> SignalSet:
     """The signals ``config`` names, loaded by its modality."""
@@ -22,18 +23,6 @@ def load_signal_set(config: DataConfig) -> SignalSet:
         others = sorted(name for name, m in MODALITIES.items() if name != "image" and m.load is not None)
         raise DataError(f"unknown modality {config.modality!r}; available: image, {', '.join(others)}")
     return MODALITIES[config.modality].load(config)
-
-
-def __getattr__(name: str):
-    # Until config.py reads MODALITIES itself: its list of modalities with a loader.
-    if name == "_LOADERS":
-        return {n: m.load for n, m in MODALITIES.items() if n != "image" and m.load is not None}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _load_modalities() -> None:
-    """Nothing left to load (every modality is registered when the package is imported); kept until
-    config.py stops calling it."""
 
 
 class BatchSource:

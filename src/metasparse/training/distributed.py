@@ -27,8 +27,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from metasparse.utils.device import rank_device, resolve_device
 from metasparse.errors import ConfigError, MetasparseError
+from metasparse.utils.device import rank_device
 
 T = TypeVar("T")
 

@@ -56,8 +56,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metasparse.errors import BitstreamError
 from metasparse.data.tiling import patch_grid
+from metasparse.errors import BitstreamError
 
 MAGIC = b"MSPZ"
 FORMAT_VERSION = 2

@@ -55,10 +55,15 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 
 from metasparse.errors import ConfigError
-from metasparse.nn.siren import CoordinateNetwork, Params
-from metasparse.sparsity.hard_concrete import clamp_log_alphas_, gate_uniform_noise, init_log_alphas
-from metasparse.sparsity.hard_concrete import HARD_CONCRETE, HardConcrete
 from metasparse.meta.problems.base import PROBLEMS, ModulationProblem, ProblemConfig, WeightsProblem
+from metasparse.nn.siren import CoordinateNetwork, Params
+from metasparse.sparsity.hard_concrete import (
+    HARD_CONCRETE,
+    HardConcrete,
+    clamp_log_alphas_,
+    gate_uniform_noise,
+    init_log_alphas,
+)
 
 if TYPE_CHECKING:
     from metasparse.meta.engine import MetaConfig
