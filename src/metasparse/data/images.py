@@ -40,9 +40,8 @@ them) raises :class:`~metasparse.errors.DataError` with a one-line message namin
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +54,7 @@ from metasparse.data.signals import SignalSet, grid_coordinates
 from metasparse.data.splits import Split, parse_split
 from metasparse.data.transforms import Identity, Transform, parse_transform
 from metasparse.errors import DataError
+from metasparse.utils.fileio import write_atomic
 
 __all__ = [
     "ARRAY_EXTENSIONS",
@@ -459,16 +459,6 @@ def load_image_list(
 # --------------------------------------------------------------------------------------------
 # saving
 
-_umask_lock = threading.Lock()
-
-
-def _current_umask() -> int:
-    with _umask_lock:
-        mask = os.umask(0)
-        os.umask(mask)
-    return mask
-
-
 def to_uint8(array) -> np.ndarray:
     """A tensor or array as uint8 ``(H, W, C)``: floats are taken as [0, 1], clipped and rounded."""
     if isinstance(array, torch.Tensor):
@@ -495,7 +485,7 @@ def to_uint8(array) -> np.ndarray:
 
 
 def save_image(path: PathLike, array, **save_kwargs) -> Path:
-    """Write an image atomically (a temporary file in the same folder, then ``os.replace``).
+    """Write an image atomically (encoded in memory, then published by ``write_atomic``).
 
     ``array``: uint8 or float-in-[0, 1] ``(H, W)`` / ``(H, W, C)`` numpy array or tensor. The
     format follows the extension (png, jpg, webp, ...); ``save_kwargs`` go to Pillow (e.g.
@@ -509,19 +499,11 @@ def save_image(path: PathLike, array, **save_kwargs) -> Path:
     img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
     if fmt == "JPEG" and img.mode == "RGBA":
         raise DataError(f"{p}: JPEG cannot store an alpha channel; save as .png or drop the alpha")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    buffer = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **save_kwargs)
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, p)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, (OSError, ValueError)):
-            raise DataError(f"{p}: cannot write the image ({type(e).__name__}: {e})") from None
-        raise
+        img.save(buffer, format=fmt, **save_kwargs)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(p, buffer.getvalue())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{p}: cannot write the image ({type(e).__name__}: {e})") from None
     return p
