@@ -2,10 +2,19 @@ import pytest
 import torch
 
 from metasparse.data.signals import grid_coordinates
+from metasparse.meta import engine
 from metasparse.meta.engine import MetaConfig, MetaLearner, adapted_losses, inner_loop, make_meta_gradient
 from metasparse.meta.problems.base import ModulationProblem, WeightsProblem
 from metasparse.meta.reference import naive_meta_gradient
 from metasparse.nn.siren import ModelConfig, build_model
+
+
+@pytest.fixture(autouse=True, params=["fast-path", "vmap"])
+def meta_gradient_path(request, monkeypatch):
+    """Every engine test runs on the hand-written SIREN path and on the torch.func engine."""
+    if request.param == "vmap":
+        monkeypatch.setattr(engine, "make_fast_meta_gradient", lambda *args, **kwargs: None)
+    return request.param
 
 
 def tiny_setup(dtype=torch.float32, meta_sgd=False, w0=30.0):

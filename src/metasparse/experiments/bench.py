@@ -89,16 +89,21 @@ def run_meta_step_bench(size: int, width: int, depth: int, w0: float, batch: int
     )
     rows.append(BenchRow("naive loop (fp32)", naive_ms, 1.0, 0.0))
 
-    variants: list[tuple[str, MetaConfig, bool]] = [("engine: vmap (fp32)", MetaConfig(inner_steps=inner_steps), False)]
+    # (name, config, TF32, fast SIREN path): the torch.func engine and the hand-written fast path, each timed.
+    plain = MetaConfig(inner_steps=inner_steps)
+    variants: list[tuple[str, MetaConfig, bool, bool]] = [("engine: vmap (fp32)", plain, False, False),
+                                                          ("engine: fast SIREN path (fp32)", plain, False, True)]
     if device.type == "cuda":
-        variants.append(("engine: vmap + TF32", MetaConfig(inner_steps=inner_steps), True))
+        variants.append(("engine: vmap + TF32", plain, True, False))
     if compile:
-        variants.append(("engine: vmap + compile" + (" + TF32" if device.type == "cuda" else ""),
-                         MetaConfig(inner_steps=inner_steps, compile=True), device.type == "cuda"))
-    for name, cfg, tf32 in variants:
+        compiled = MetaConfig(inner_steps=inner_steps, compile=True)
+        tf32 = device.type == "cuda"
+        variants.append(("engine: vmap + compile" + (" + TF32" if tf32 else ""), compiled, tf32, False))
+        variants.append(("engine: fast path + compile" + (" + TF32" if tf32 else ""), compiled, tf32, True))
+    for name, cfg, tf32, fast in variants:
         log(f"{name} …")
         set_tf32(tf32)
-        fn = make_meta_gradient(problem, cfg)
+        fn = make_meta_gradient(problem, cfg, fast=fast)
         t_compile = time.perf_counter()
         grads, _ = fn(meta, coords, targets, None)
         _sync(device)

@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from torch.func import grad, vmap
 
+from metasparse.meta.fast_siren import make_fast_meta_gradient
 from metasparse.meta.problems.base import MetaProblem
 
 Meta = dict[str, dict[str, torch.Tensor]]
@@ -68,8 +69,17 @@ def adapted_losses(problem: MetaProblem, meta: Meta, coords, targets, noise, ste
     return vmap(one)(targets)
 
 
-def make_meta_gradient(problem: MetaProblem, config: MetaConfig):
-    """Return ``f(meta, coords, targets, noise) -> (meta_grad, per_signal_losses)``."""
+def make_meta_gradient(problem: MetaProblem, config: MetaConfig, fast: bool = True):
+    """Return ``f(meta, coords, targets, noise) -> (meta_grad, per_signal_losses)``.
+
+    ``fast``: SIREN problems with the MSE loss take ``metasparse.meta.fast_siren`` (the same meta-gradient
+    from hand-written inner gradients, about 2x faster on CPU); ``False`` forces the ``torch.func`` engine
+    below, which serves every problem.
+    """
+    if fast:
+        fast_gradient = make_fast_meta_gradient(problem, config)
+        if fast_gradient is not None:
+            return fast_gradient
     first_order = config.algorithm == "fomaml"
     steps = config.inner_steps
 
