@@ -227,7 +227,7 @@ ALLOWED: dict[type, dict[str, Allowed]] = {
         "meta_sgd_init": ordered_pair(NON_NEGATIVE), "lr_clip": ordered_pair(NON_NEGATIVE),
         "outer_lr": POSITIVE,
         "lr_lr": optional(POSITIVE), "group_lr_multipliers": each(GROUP_MULTIPLIER),
-        "grad_clip": optional(POSITIVE), "batch_size": count(1), "compile": FLAG, "tf32": FLAG,
+        "grad_clip": optional(POSITIVE), "batch_size": count(1), "compile": FLAG, "tf32": FLAG, "fast_siren": FLAG,
     },
     DataConfig: {
         "path": NAME, "transform": optional(TEXT), "split": optional(TEXT), "limit": optional(count(1)),

@@ -25,9 +25,17 @@ def register(app) -> None:
         repeats: int = typer.Option(10, "--repeats", min=1),
         fit_signals_count: int = typer.Option(8, "--fit-signals", min=1),
         fit_steps: int = typer.Option(100, "--fit-steps", min=0),
-        compile: bool = typer.Option(True, "--compile/--no-compile", help="include the torch.compile variant"),
+        compile: bool | None = typer.Option(
+            None, "--compile/--no-compile",
+            help="include the torch.compile variants (default: on for paper, off for codec/cpu: 30-60 s each)"),
         device: str = typer.Option("auto", "--device", callback=device_name),
         json_out: Path | None = typer.Option(None, "--json", help="also write the rows as JSON"),
+        settings: str = typer.Option(
+            "auto", "--settings",
+            help="paper (the shape options above), codec and/or cpu (the CPU training settings: naive loop vs "
+                 "engine vs fast path, batched fitting, Trainer steps/s); auto: codec,cpu on a CPU, paper on a GPU"),
+        trainer_steps: int = typer.Option(10, "--trainer-steps", min=0,
+                                          help="codec/cpu: Trainer steps per round (0 skips the Trainer)"),
     ) -> None:
         """Benchmark the meta-learning step and fitting against naive loops (ratios from one run)."""
         from rich.console import Console
@@ -43,14 +51,32 @@ def register(app) -> None:
         from metasparse.utils.device import resolve_device
         from metasparse.utils.fileio import write_atomic
 
+        chosen = [name.strip() for name in settings.split(",") if name.strip()]
+        unknown = sorted(set(chosen) - {"auto", "paper", "codec", "cpu"})
+        if unknown or not chosen:
+            raise typer.BadParameter(f"unknown setting(s) {', '.join(unknown) or '(none)'}; "
+                                     "expected paper, codec, cpu or auto", param_hint="--settings")
         if json_out is not None:
             check_output_file(json_out, "--json file")
         console = Console(stderr=True, emoji=False)
         dev = resolve_device(device)
         hw = hardware_description(dev)
         console.print(f"[bold]metasparse bench[/] on {hw}")
+        if chosen == ["auto"]:
+            chosen = ["paper"] if dev.type == "cuda" else ["codec", "cpu"]
+        cpu_settings = [name for name in chosen if name in ("codec", "cpu")]
+        if cpu_settings:
+            from metasparse.experiments import cpu_bench
+
+            lines = cpu_bench.run(cpu_settings, repeats, bool(compile), True, trainer_steps,
+                                  lambda message: console.print(message, markup=False, highlight=False))
+            print("\n".join([f"CPU benchmark on {hw}", "", *lines]))
+            if json_out is not None and "paper" not in chosen:
+                write_atomic(json_out, json.dumps({"hardware": hw, "markdown": lines}, indent=2).encode())
+        if "paper" not in chosen:
+            return
         shape = f"SIREN 2→{width}x{depth}→3, w0 {w0:g}, {size}x{size}, {batch} signals, {inner_steps} inner steps"
-        rows = run_meta_step_bench(size, width, depth, w0, batch, inner_steps, dev, repeats, 2, compile,
+        rows = run_meta_step_bench(size, width, depth, w0, batch, inner_steps, dev, repeats, 2, compile is not False,
                                    log=console.print)
         fit_rows = run_fit_bench(size, width, depth, w0, fit_signals_count, fit_steps, dev, log=console.print)
         out = Console(emoji=False)

@@ -44,6 +44,8 @@ class MetaConfig:
     batch_size: int = 3
     compile: bool = False
     tf32: bool = True
+    # SIREN problems take the hand-written fast path (metasparse.meta.fast_siren); False: torch.func only.
+    fast_siren: bool = True
 
 
 def inner_loop(problem: MetaProblem, meta: Meta, coords, target, noise, steps: int, first_order: bool):
@@ -124,7 +126,7 @@ class MetaLearner:
                 lr = config.lr_lr
             groups.append({"params": list(tensors.values()), "lr": lr, "name": name})
         self.optimizer = torch.optim.Adam(groups)
-        self._meta_grad = make_meta_gradient(problem, config)
+        self._meta_grad = make_meta_gradient(problem, config, fast=config.fast_siren)
         # Data-parallel runs average the meta-gradient over processes in place (metasparse.training.distributed).
         self.grad_reducer = grad_reducer
         if config.tf32 and torch.cuda.is_available():
@@ -135,7 +137,7 @@ class MetaLearner:
         """Continue with ``problem`` (e.g. the same problem with new pruning masks): the meta-state and the
         optimiser are kept, the (compiled) meta-gradient is rebuilt around it."""
         self.problem = problem
-        self._meta_grad = make_meta_gradient(problem, self.config)
+        self._meta_grad = make_meta_gradient(problem, self.config, fast=self.config.fast_siren)
 
     def params(self) -> list[torch.Tensor]:
         return [v for d in self.meta.values() for v in d.values()]
