@@ -226,6 +226,7 @@ CASES = [
     case("bench-repeats-negative", USAGE, lambda f: ["bench", "--repeats", "-1"]),
     case("bench-fit-steps-negative", USAGE, lambda f: ["bench", "--fit-steps", "-1"]),
     case("bench-w0-inf", USAGE, lambda f: ["bench", "--w0", "inf"]),
+    case("bench-settings-unknown", USAGE, lambda f: ["bench", "--settings", "nosuch"]),
     case("bench-json-under-a-file", DATA, lambda f: ["bench", "--json", f["png"] / "b.json"]),
     case("dist-info-megabytes-zero", USAGE, lambda f: ["dist-info", "--megabytes", "0"]),
     case("dist-info-megabytes-nan", USAGE, lambda f: ["dist-info", "--megabytes", "nan"]),
