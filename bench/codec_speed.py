@@ -45,7 +45,7 @@ def worst_file(codec, width: int, height: int) -> bytes:
     level = codec.levels[0]
     frequencies = level.symbol_model.frequencies
     most_probable = np.broadcast_to(frequencies.argmax(axis=1), (level.budget,))
-    rows, columns = patch_grid(height, width, codec.patch_size)
+    (rows, columns), _ = patch_grid(height, width, codec.patch_size)
     symbols = np.tile(most_probable, (rows * columns, 1))
     header = Header(model_id=codec.model_id, height=height, width=width, channels=3, bit_depth=8,
                     patch_size=codec.patch_size, quality_index=0, quant_bits=level.quantizer.bits,

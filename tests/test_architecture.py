@@ -35,3 +35,13 @@ def test_light_modules_do_not_import_torch(module):
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"importing {module} loads {result.stdout.strip()}"
+
+
+def test_the_file_format_layer_does_not_import_torch():
+    # The container, quantiser and entropy coder are numpy only (import-linter's "format-without-torch"
+    # contract checks the imports; this checks what importing them actually loads).
+    modules = "metasparse.codec.format.bitstream, metasparse.codec.format.quantize, metasparse.codec.format.entropy"
+    program = f"import sys, {modules}; print([m for m in ('torch', 'safetensors') if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"importing the format layer loads {result.stdout.strip()}"

@@ -153,7 +153,7 @@ def _check_budgets(config: RunConfig, budgets: Sequence[int]) -> None:
 
 
 def _placeholder_levels(budgets: Sequence[int], clip_std: float) -> list[QualityLevel]:
-    return [QualityLevel(b, fit_quantizer(torch.zeros(2), 8, clip_std), _uniform_model(256)) for b in budgets]
+    return [QualityLevel(b, fit_quantizer(np.zeros(2), 8, clip_std), _uniform_model(256)) for b in budgets]
 
 
 class _BitsCandidate(NamedTuple):
@@ -194,9 +194,9 @@ def _fit_levels(codec: ModulationCodec, targets: torch.Tensor, budgets, bits_cho
                 symbols = quantizer.quantize(values)
                 trial = QualityLevel(budget, quantizer, _uniform_model(quantizer.num_symbols))
                 recon = codec.render(codec._dequantized_code(symbols, trial), budget)
-                model = fit_symbol_model(symbols.numpy(), quantizer.num_symbols, per_position=True)
+                model = fit_symbol_model(symbols, quantizer.num_symbols, per_position=True)
                 yield _BitsCandidate(quantizer, model, psnr_from_mse(((recon - targets) ** 2).mean()).item(),
-                                     estimated_bits(symbols.numpy(), model) / symbols.shape[0])
+                                     estimated_bits(symbols, model) / symbols.shape[0])
 
         chosen = _choose_bits(candidates(), exact, max_quantization_loss_db, previous_rate)
         levels.append(QualityLevel(budget, chosen.quantizer, chosen.model))

@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,7 @@ from metasparse.codec.format.bitstream import (
     MAX_PATCH_SIZE,
     Header,
     clip_fits,
-    model_id_of,
+    model_id_from_parts,
     pack,
     stored_clip,
     unpack,
@@ -75,7 +75,19 @@ SIGNAL_BIT_DEPTH = 16
 RENDER_POINTS = 1 << 19
 
 __all__ = ["CompressedImage", "CompressedSignal", "ImageCodec", "ModulationCodec", "QualityLevel", "SignalCodec",
-           "load_codec_file"]
+           "load_codec_file", "model_id_of"]
+
+
+def model_id_of(tensors: Mapping[str, torch.Tensor]) -> bytes:
+    """A 16-byte id of a network: :func:`.format.bitstream.model_id_from_parts` over every tensor's
+    name, dtype (``str(tensor.dtype)``, e.g. ``"torch.float32"``), shape and bytes.
+
+    Any change to a weight, shape or dtype changes the id; dict order does not."""
+    parts = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        parts[name] = (str(tensor.dtype), tuple(tensor.shape), tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return model_id_from_parts(parts)
 
 
 @dataclass(frozen=True)
@@ -260,17 +272,18 @@ class ModulationCodec:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 return torch.cat(list(pool.map(lambda start: render_chunk(start, chunk), starts)))
 
-    def _dequantized_code(self, symbols: torch.Tensor, level: QualityLevel) -> torch.Tensor:
+    def _dequantized_code(self, symbols: np.ndarray, level: QualityLevel) -> torch.Tensor:
+        """Shifts ``(N, num_modulations)`` (float32, on the codec's device) from symbols ``(N, budget)``."""
         kept = self.kept_indices(level.budget).to(self.device)
         code = torch.zeros(symbols.shape[0], self.num_modulations, device=self.device)
-        code[:, kept] = level.quantizer.dequantize(symbols).to(self.device)
+        code[:, kept] = torch.from_numpy(level.quantizer.dequantize(symbols)).to(self.device)
         return code
 
-    def _encode_targets(self, targets: torch.Tensor, level: QualityLevel) -> tuple[torch.Tensor, torch.Tensor]:
-        """Quantised symbols ``(N, budget)`` of ``targets`` (N, P, C) and what they decode to (N, P, C)."""
+    def _encode_targets(self, targets: torch.Tensor, level: QualityLevel) -> tuple[np.ndarray, torch.Tensor]:
+        """Quantised symbols ``(N, budget)`` (int64) of ``targets`` (N, P, C) and what they decode to (N, P, C)."""
         code = self.fit_patches(targets, level.budget)
         kept = self.kept_indices(level.budget).to(self.device)
-        symbols = level.quantizer.quantize(code[:, kept].detach().cpu())
+        symbols = level.quantizer.quantize(code[:, kept])
         return symbols, self.render(self._dequantized_code(symbols, level), level.budget)
 
     def _decode_symbols(self, header: Header, payload: bytes) -> tuple[np.ndarray, QualityLevel]:
@@ -299,7 +312,7 @@ class ModulationCodec:
         ``symbols``, so that a large image is never held as one float array."""
         chunk = max(1, RENDER_POINTS // self._coords.shape[0])
         for start in range(0, symbols.shape[0], chunk):
-            code = self._dequantized_code(torch.from_numpy(symbols[start:start + chunk]), level)
+            code = self._dequantized_code(symbols[start:start + chunk], level)
             yield start, self.render(code, level.budget)
 
     def read_header(self, data: bytes, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Header:
@@ -415,7 +428,7 @@ class ImageCodec(ModulationCodec):
             header = Header(model_id=self.model_id, height=rgb.shape[0], width=rgb.shape[1], channels=channels,
                             bit_depth=8, patch_size=self.patch_size, quality_index=quality - 1,
                             quant_bits=level.quantizer.bits, clip_std=level.quantizer.clip_std)
-            payload = encode(sym.numpy(), level.symbol_model)
+            payload = encode(sym, level.symbol_model)
             data = pack(header, payload)
             image = np.empty((rgb.shape[0], rgb.shape[1], channels), dtype=np.uint8)
             self._place(image, decoded[start:start + count], 0)
@@ -424,7 +437,7 @@ class ImageCodec(ModulationCodec):
             results.append(CompressedImage(
                 data=data, height=rgb.shape[0], width=rgb.shape[1], channels=channels, quality=quality,
                 reconstruction=image, psnr=float(psnr_from_mse(torch.tensor(mse))),
-                estimated_bytes=estimated_bits(sym.numpy(), level.symbol_model) / 8 + (len(data) - len(payload)),
+                estimated_bytes=estimated_bits(sym, level.symbol_model) / 8 + (len(data) - len(payload)),
             ))
             start += count
         return results
@@ -572,7 +585,7 @@ class SignalCodec(ModulationCodec):
         names = signals.names or [f"signal{k}" for k in range(len(signals))]
         results = []
         for k in range(len(signals)):
-            data = pack(header, encode(symbols[k:k + 1].numpy(), level.symbol_model))
+            data = pack(header, encode(symbols[k:k + 1], level.symbol_model))
             mse = ((decoded[k] - targets[k]) ** 2).mean()
             results.append(CompressedSignal(data=data, name=names[k], quality=quality,
                                             reconstruction=self._to_stored(decoded[k]),
@@ -595,7 +608,7 @@ class SignalCodec(ModulationCodec):
         ``max_pixels`` is there for a signature shared with :meth:`ImageCodec.decompress`)."""
         header, payload = unpack(data, expected_model_id=self.model_id, max_pixels=max_pixels)
         symbols, level = self._decode_symbols(header, payload)
-        code = self._dequantized_code(torch.from_numpy(symbols), level)
+        code = self._dequantized_code(symbols, level)
         return self._to_stored(self.render(code, level.budget)[0])
 
 

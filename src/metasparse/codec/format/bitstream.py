@@ -50,11 +50,10 @@ import hashlib
 import math
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from metasparse.data.tiling import patch_grid
 from metasparse.errors import BitstreamError
@@ -92,7 +91,7 @@ __all__ = [
     "Header",
     "clip_fits",
     "container_bytes",
-    "model_id_of",
+    "model_id_from_parts",
     "pack",
     "stored_clip",
     "unpack",
@@ -204,17 +203,19 @@ def _versions() -> str:
     return " and ".join(map(str, READABLE_VERSIONS))
 
 
-def model_id_of(tensors: Mapping[str, torch.Tensor]) -> bytes:
-    """A 16-byte id of a network: BLAKE2b over every tensor's name, dtype, shape and bytes.
+def model_id_from_parts(parts: Mapping[str, tuple[str, Sequence[int], bytes]]) -> bytes:
+    """A 16-byte id of a network: BLAKE2b over every array's name, dtype name, shape and bytes.
 
-    Names are visited in sorted order so the id does not depend on dict order; any change
-    to a weight, shape or dtype changes the id.
+    ``parts`` maps each name to ``(dtype name, shape, raw bytes in row-major order)``; a network's
+    tensors give them through :func:`metasparse.codec.model.model_id_of` (dtype names such as
+    ``"torch.float32"``). Names are visited in sorted order so the id does not depend on dict order;
+    any change to a weight, shape or dtype changes the id.
     """
     digest = hashlib.blake2b(digest_size=MODEL_ID_BYTES)
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().to("cpu").contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    for name in sorted(parts):
+        dtype, shape, data = parts[name]
+        digest.update(f"{name}\0{dtype}\0{tuple(int(size) for size in shape)}\0".encode())
+        digest.update(bytes(data))
     return digest.digest()
 
 

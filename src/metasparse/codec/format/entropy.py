@@ -24,11 +24,12 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import constriction
 import numpy as np
-import torch
 
+from metasparse.codec.format.arrays import as_array
 from metasparse.errors import BitstreamError, ModelError
 
 # constriction's range coder works at 24-bit probability precision; with a total of exactly
@@ -164,23 +165,9 @@ class SymbolModel:
         table = np.frombuffer(raw, dtype="<u4").reshape(positions, num_symbols)
         return cls(table)
 
-    def to_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Tensors for a safetensors file: ``{prefix}frequencies``, int32 (every entry < 2**24)."""
-        return {f"{prefix}frequencies": torch.from_numpy(self.frequencies.astype(np.int32))}
-
-    @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str = "") -> SymbolModel:
-        key = f"{prefix}frequencies"
-        if key not in tensors:
-            raise ModelError(f"model file lacks the entropy model tensor {key!r}")
-        tensor = tensors[key]
-        if tensor.dtype not in (torch.int32, torch.int64):
-            raise ModelError(f"entropy model tensor {key!r} must be int32, got {tensor.dtype}")
-        return cls(tensor.detach().cpu().numpy())
-
 
 def fit_symbol_model(
-    symbols: np.ndarray | torch.Tensor,
+    symbols: Any,
     num_symbols: int,
     per_position: bool,
     smoothing: float = 0.5,
@@ -212,10 +199,8 @@ def fit_symbol_model(
     return SymbolModel(_frequencies_from_counts(counts, smoothing))
 
 
-def _as_int64_array(symbols: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(symbols, torch.Tensor):
-        symbols = symbols.detach().cpu().numpy()
-    array = np.asarray(symbols)
+def _as_int64_array(symbols: Any) -> np.ndarray:
+    array = as_array(symbols)
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"symbols must be integers, got dtype {array.dtype}")
     return array.astype(np.int64, copy=False)
@@ -253,7 +238,7 @@ def _coding_groups(position_ids: np.ndarray) -> tuple[np.ndarray, list[tuple[int
 
 
 def encode(
-    symbols: np.ndarray | torch.Tensor, model: SymbolModel, positions: np.ndarray | None = None
+    symbols: Any, model: SymbolModel, positions: np.ndarray | None = None
 ) -> bytes:
     """Range-code ``symbols`` (any shape, read in row-major order) with ``model``.
 
@@ -308,7 +293,7 @@ def decode(data: bytes, count: int, model: SymbolModel, positions: np.ndarray | 
 
 
 def estimated_bits(
-    symbols: np.ndarray | torch.Tensor, model: SymbolModel, positions: np.ndarray | None = None
+    symbols: Any, model: SymbolModel, positions: np.ndarray | None = None
 ) -> float:
     """The ideal code length ``sum(-log2 p(symbol))`` in bits under ``model``."""
     flat = _as_int64_array(symbols).reshape(-1)

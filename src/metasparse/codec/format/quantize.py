@@ -11,17 +11,21 @@ clipping range comes back within half a step.
 All parameters are rounded to float32 when the quantiser is made, so they survive storage as
 float32 (safetensors, the f32 clip field of the bitstream header) without changing a single
 reconstructed value: encoder and decoder always dequantise with bit-identical parameters.
+
+The arithmetic is numpy's, in float64, one operation at a time (no fused multiply-add), so that it
+rounds exactly as it always has. Values may be arrays or tensors (:func:`.arrays.as_array`); results
+are numpy arrays.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import torch
 
+from metasparse.codec.format.arrays import as_array
 from metasparse.errors import ModelError
 
 MIN_BITS = 1
@@ -29,8 +33,6 @@ MAX_BITS = 16
 # A training set whose values are all equal has std 0; dividing by it would give inf/nan
 # symbols, so the spread is floored at a value far below any meaningful modulation scale.
 MIN_STD = 1e-12
-
-ArrayLike = TypeVar("ArrayLike", torch.Tensor, np.ndarray)
 
 
 def _as_float32(value: float) -> float:
@@ -101,45 +103,33 @@ class Quantizer:
         """Distance between neighbouring reconstruction levels, in the units of the values."""
         return 2.0 * self.clip_std * self.std / self.max_symbol
 
-    def quantize(self, values: ArrayLike) -> ArrayLike:
-        """Symbols in ``[0, 2**bits - 1]`` as int64, of the same kind (tensor/array) and shape.
+    def quantize(self, values: Any) -> np.ndarray:
+        """Symbols in ``[0, 2**bits - 1]``: an int64 array of the shape of ``values`` (an array or a
+        tensor; see the module docstring).
 
         Values outside ``mean ± clip_std * std`` saturate at the first or last level. NaN is
         rejected rather than silently mapped to some symbol.
         """
-        as_tensor = isinstance(values, torch.Tensor)
         # float64 so that rounding does not depend on the caller's dtype or device.
-        x = (
-            values.detach().to("cpu", torch.float64)
-            if as_tensor
-            else torch.from_numpy(np.array(values, dtype=np.float64))
-        )
-        if torch.isnan(x).any():
+        x = np.array(as_array(values), dtype=np.float64)
+        if np.isnan(x).any():
             raise ValueError("cannot quantise NaN values")
-        normalised = ((x - self.mean) / self.std).clamp(-self.clip_std, self.clip_std)
+        normalised = np.clip((x - self.mean) / self.std, -self.clip_std, self.clip_std)
         unit = (normalised + self.clip_std) / (2.0 * self.clip_std)
-        symbols = torch.round(unit * self.max_symbol).to(torch.int64).clamp_(0, self.max_symbol)
-        if as_tensor:
-            return symbols.to(values.device)
-        return symbols.numpy()
+        # np.rint rounds half to even, as torch.round did.
+        return np.clip(np.rint(unit * self.max_symbol).astype(np.int64), 0, self.max_symbol)
 
-    def dequantize(self, symbols: ArrayLike, dtype: torch.dtype = torch.float32) -> ArrayLike:
-        """Reconstruction levels for ``symbols`` (tensor in, tensor out of ``dtype``; array in,
-        float32 array out). Symbols outside the alphabet are an error, not clipped: they can
-        only come from a bug or a corrupt file."""
-        as_tensor = isinstance(symbols, torch.Tensor)
-        s = (
-            symbols.detach().to("cpu", torch.float64)
-            if as_tensor
-            else torch.from_numpy(np.asarray(symbols).astype(np.float64))
-        )
-        if s.numel() and (s.min() < 0 or s.max() > self.max_symbol or not torch.equal(s, s.round())):
+    def dequantize(self, symbols: Any, dtype: Any = np.float32) -> np.ndarray:
+        """Reconstruction levels for ``symbols`` (an array or a tensor of integers), as an array of
+        ``dtype`` (float32 unless asked otherwise), computed in float64 and rounded once. Symbols
+        outside the alphabet are an error, not clipped: they can only come from a bug or a corrupt
+        file."""
+        s = np.array(as_array(symbols), dtype=np.float64)
+        if s.size and (s.min() < 0 or s.max() > self.max_symbol or not np.array_equal(s, np.rint(s))):
             raise ValueError(f"symbols must be integers in [0, {self.max_symbol}]")
         unit = s / self.max_symbol
         values = (unit * (2.0 * self.clip_std) - self.clip_std) * self.std + self.mean
-        if as_tensor:
-            return values.to(device=symbols.device, dtype=dtype)
-        return values.numpy().astype(np.float32)
+        return values.astype(dtype)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able description (floats are float32 values, so they round-trip exactly)."""
@@ -163,18 +153,16 @@ class Quantizer:
             raise ModelError(f"invalid quantiser description: {error}") from None
 
 
-def fit_quantizer(values: torch.Tensor | np.ndarray, bits: int, clip_std: float) -> Quantizer:
-    """Fit mean and std on ``values`` (1-D, the non-zero modulations of a training set)."""
+def fit_quantizer(values: Any, bits: int, clip_std: float) -> Quantizer:
+    """Fit mean and std on ``values`` (1-D, the non-zero modulations of a training set; an array or
+    a tensor)."""
     config = QuantizerConfig(bits=bits, clip_std=clip_std)
-    if isinstance(values, torch.Tensor):
-        data = values.detach().to("cpu", torch.float64).reshape(-1)
-    else:
-        data = torch.from_numpy(np.array(values, dtype=np.float64).reshape(-1))
-    if data.numel() == 0:
+    data = np.array(as_array(values), dtype=np.float64).reshape(-1)
+    if data.size == 0:
         raise ValueError("cannot fit a quantiser on no values")
-    if not torch.isfinite(data).all():
+    if not np.isfinite(data).all():
         raise ValueError("cannot fit a quantiser on non-finite values")
     mean = float(data.mean())
     # Population std: with a single value it is 0 and gets floored rather than being NaN.
-    std = float(data.std(correction=0))
+    std = float(data.std(ddof=0))
     return Quantizer(mean=mean, std=max(std, MIN_STD), bits=config.bits, clip_std=config.clip_std)
