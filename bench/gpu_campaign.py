@@ -32,7 +32,7 @@ training from that checkpoint (``--fresh`` starts over); ``--drop-checkpoint`` l
 
 ``--tiny`` shrinks every stage (tiny networks, a few steps, scikit-image photos, one gloo rank on
 CPU, ``torch.compile`` with the ``aot_eager`` backend instead of inductor's C++ build) so the whole
-command is checked in CI before any GPU time is spent on it (tests/test_gpu_campaign.py).
+command is checked in CI before any GPU time is spent on it (tests/integration/test_gpu_campaign.py).
 """
 
 from __future__ import annotations

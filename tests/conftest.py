@@ -9,6 +9,16 @@ def _deterministic():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _single_torch_thread():
+    """One intra-op thread: on tensors this small, threading costs more than it saves, and when several
+    test processes share the CPU, contended threads make it far slower. Tests of threading set their own."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
     """Smooth random colour images, uint8 (n, size, size, 3): realistic enough to fit quickly."""
     g = torch.Generator().manual_seed(seed)

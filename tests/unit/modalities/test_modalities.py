@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import CUBE, PRISM, TETRA, write_grids, write_meshes  # noqa: F401
 from metasparse.config import DataConfig
 from metasparse.data.geometry import meshes, shapes2d, sphere
 from metasparse.errors import DataError
@@ -15,57 +16,6 @@ from metasparse.modalities.grids import (
     voxel_metrics,
 )
 from metasparse.modalities.loading import load_signal_set
-
-CUBE = """# a unit cube, quads
-o cube
-v -1 -1 -1
-v 1 -1 -1
-v 1 1 -1
-v -1 1 -1
-v -1 -1 1
-v 1 -1 1
-v 1 1 1
-v -1 1 1
-vn 0 0 1
-usemtl none
-f 1 4 3 2
-f 5 6 7 8
-f 1 2 6 5
-f 2 3 7 6
-f 3 4 8 7
-f 4 1 5 8
-"""
-
-TETRA = """v 0 0 0
-v 1 0 0
-v 0 1 0
-v 0 0 1
-f 1/1/1 3/2/1 2/3/1
-f 1//1 2//1 4//1
-f -4 -1 -2
-f 2 3 4
-"""
-
-PRISM = """v -1 -1 -1
-v 1 -1 -1
-v 0 1 -1
-v -1 -1 1
-v 1 -1 1
-v 0 1 1
-f 1 3 2
-f 4 5 6
-f 1 2 5 4
-f 2 3 6 5
-f 3 1 4 6
-"""
-
-
-def write_meshes(folder, names=("cube", "tetra", "prism")):
-    folder.mkdir(parents=True, exist_ok=True)
-    text = {"cube": CUBE, "tetra": TETRA, "prism": PRISM}
-    for n in names:
-        (folder / f"{n}.obj").write_text(text[n])
-    return folder
 
 
 def grid(n):
@@ -255,15 +205,6 @@ def test_sphere_coordinates_are_on_the_unit_sphere():
     assert np.allclose(c[0, :, 2], 1.0) and np.allclose(c[-1, :, 2], -1.0)  # north first
     assert np.allclose(c[23, 0], [np.cos(np.deg2rad(2)), 0, np.sin(np.deg2rad(-2))], atol=1e-6)
     assert np.allclose(c[:, 0, 1], 0.0) and c[23, 22, 1] > 0.99  # lon 88 degrees is +y
-
-
-def write_grids(folder, n=3, shape=(6, 12)):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        np.save(folder / f"era5_t2m_normalized_{i:04d}.npy", rng.random(shape).astype(np.float32))
-        np.save(folder / f"era5_t2m_kelvin_{i:04d}.npy", 250 + rng.random(shape).astype(np.float32))
-    return folder
 
 
 def test_sphere_loader_rolls_four_and_holds_out_the_last(tmp_path):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from metasparse.cli import main
 
-CODEC_FILES = Path(__file__).parent / "codec" / "data"
+CODEC_FILES = Path(__file__).parents[1] / "unit" / "codec" / "data"
 USAGE, DATA = 2, 1
 
 TINY_TRAINING = ["--steps", "1", "--device", "cpu", "--no-evaluate", "--set", "model.width=8",

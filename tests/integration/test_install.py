@@ -20,7 +20,7 @@ from PIL import Image
 
 import metasparse
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src" / "metasparse"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import write_grids, write_meshes
 from metasparse.cli import main
 from metasparse.codec.format.bitstream import unpack
 from metasparse.codec.model import ImageCodec, SignalCodec
@@ -17,9 +18,6 @@ from metasparse.codec.zoo import load_codec
 from metasparse.config import DataConfig
 from metasparse.errors import BitstreamError, DataError, ModelError
 from metasparse.modalities.loading import load_signal_set
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from test_modalities import write_grids, write_meshes
 
 TINY = ["--set", "problem.kind=mscn-modulations", "--set", "model.width=8", "--set", "model.depth=2",
         "--set", "meta.meta_sgd=true", "--set", "meta.inner_steps=2", "--set", "train.log_every=2",

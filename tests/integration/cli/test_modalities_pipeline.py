@@ -5,22 +5,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from test_modalities import write_grids, write_meshes  # tests/data is on sys.path (pytest's prepend mode)
 
+from helpers import write_grids, write_meshes
 from metasparse.cli import main
 from metasparse.presets import get_preset
 
 TINY = ["--set", "model.width=16", "--set", "model.depth=2", "--set", "fit.steps=3", "--set", "train.log_every=2",
         "--steps", "3", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(tmp_path, preset, data, train_opts, test_opts, metrics, picture_suffix=".png"):
