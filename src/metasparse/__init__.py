@@ -43,12 +43,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names are 
     from metasparse.errors import MetasparseError
     from metasparse.evaluation import evaluate
     from metasparse.presets import get_preset, list_presets
-    from metasparse.training.trainer import MetaModel, Trainer
+    from metasparse.training.model_file import MetaModel
+    from metasparse.training.trainer import Trainer
 
 
 def load_model(path, device: str = "cpu") -> MetaModel:
     """A trained network (``model.safetensors`` written by ``metasparse train``): ``MetaModel.load``."""
-    from metasparse.training.trainer import MetaModel
+    from metasparse.training.model_file import MetaModel
 
     return MetaModel.load(path, device=device)
 
@@ -74,7 +75,7 @@ def _load(name: str) -> Any:
     elif name == "Trainer":
         from metasparse.training.trainer import Trainer as value
     elif name == "MetaModel":
-        from metasparse.training.trainer import MetaModel as value
+        from metasparse.training.model_file import MetaModel as value
     elif name == "evaluate":
         from metasparse.evaluation import evaluate as value
     elif name == "MetasparseError":

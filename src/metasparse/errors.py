@@ -19,3 +19,7 @@ class BitstreamError(MetasparseError):
 
 class ConfigError(MetasparseError):
     """An experiment preset or override is unknown or invalid."""
+
+
+class TrainingDivergedError(MetasparseError, FloatingPointError):
+    """Meta-training produced a non-finite loss or state; the last good checkpoint is kept."""

@@ -22,7 +22,7 @@ from metasparse.errors import DataError
 from metasparse.meta.fit import FitConfig, FitResult, fit_signals
 from metasparse.modalities.base import get_modality
 from metasparse.sparsity.masks import bias_count, kept_weights
-from metasparse.training.trainer import MetaModel
+from metasparse.training.model_file import MetaModel
 from metasparse.utils.fileio import write_atomic
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 from metasparse.errors import ConfigError, MetasparseError
 from metasparse.training import distributed
 from metasparse.training.distributed import World, batch_slice, shard, skip_existing
-from metasparse.training.trainer import MetaModel
+from metasparse.training.model_file import MetaModel
 
 STEPS = 6
 TRAIN = ["--threads", "1", "train", "demo", "--steps", str(STEPS), "--device", "cpu", "--seed", "3", "--no-evaluate",

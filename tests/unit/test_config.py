@@ -156,7 +156,7 @@ def test_the_trainer_validates_a_config_made_in_code_before_any_work(tmp_path):
 
 def test_evaluate_refuses_a_bad_fitting_setting_before_fitting(tiny_signals):
     from metasparse.evaluation import evaluate
-    from metasparse.training.trainer import MetaModel
+    from metasparse.training.model_file import MetaModel
 
     config = RunConfig(model=ModelConfig(width=8, depth=2, w0=30.0))
     model = MetaModel(config, {"theta": {}})

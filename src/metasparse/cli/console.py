@@ -127,7 +127,7 @@ def evaluate_and_show(model_path: Path, data: str, out_dir: Path, config=None, d
     from metasparse.evaluation import evaluate, write_report
     from metasparse.modalities.base import get_modality
     from metasparse.modalities.loading import load_signal_set
-    from metasparse.training.trainer import MetaModel
+    from metasparse.training.model_file import MetaModel
 
     model = MetaModel.load(model_path, device="cpu")
     config = config or model.config

@@ -46,7 +46,7 @@ def evaluate(
     """Fit a meta-learned model to test signals and report PSNR mean ± std."""
     from dataclasses import replace
 
-    from metasparse.training.trainer import MetaModel
+    from metasparse.training.model_file import MetaModel
     from metasparse.utils.device import resolve_device
 
     out_dir = out_dir or model.parent / "eval"

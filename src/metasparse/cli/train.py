@@ -51,7 +51,8 @@ def train(
     from metasparse import config as cfgmod
     from metasparse.presets import get_preset
     from metasparse.training import distributed
-    from metasparse.training.trainer import Trainer, total_steps
+    from metasparse.training.algorithm1 import total_steps
+    from metasparse.training.trainer import Trainer
     from metasparse.utils.fileio import write_atomic
 
     if preset.endswith(".json"):

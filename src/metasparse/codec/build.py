@@ -28,7 +28,7 @@ from metasparse.errors import ConfigError, ModelError
 from metasparse.meta.fit import FitConfig
 from metasparse.metrics import psnr_from_mse
 from metasparse.modalities.loading import load_signal_set
-from metasparse.training.trainer import MetaModel
+from metasparse.training.model_file import MetaModel
 from metasparse.utils.device import resolve_device
 
 __all__ = ["build_codec", "build_from_network", "build_signal_codec", "load_network", "network_file"]

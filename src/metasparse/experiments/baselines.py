@@ -27,7 +27,7 @@ from metasparse.meta.fit import FitConfig, fit_batched, signal_copies
 from metasparse.metrics import psnr_from_mse
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity import pruning
-from metasparse.training.trainer import MetaModel
+from metasparse.training.model_file import MetaModel
 
 # The widths of the paper's Dense-Narrow / Scratch baselines for the 2-256x4-3 SIREN, one per
 # pruning round 0, 1, 2, ... (a width whose weight count is close to 197,888 x 0.8^k).

@@ -25,7 +25,8 @@ import torch
 from metasparse.config import DataConfig, RunConfig
 from metasparse.data.signals import SignalSet
 from metasparse.modalities.loading import BatchSource, load_signal_set
-from metasparse.training.trainer import Trainer, total_steps
+from metasparse.training.algorithm1 import total_steps
+from metasparse.training.trainer import Trainer
 from metasparse.utils.fileio import save_figure, write_atomic
 
 T = TypeVar("T")

@@ -43,7 +43,7 @@ from metasparse.experiments.harness import Harness
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.nn.siren import ModelConfig
-from metasparse.training.trainer import MetaModel
+from metasparse.training.model_file import MetaModel
 from metasparse.utils.fileio import save_figure
 
 FIGURE_DPI = 110

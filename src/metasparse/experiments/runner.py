@@ -33,7 +33,8 @@ from metasparse.meta.fit import FitConfig
 from metasparse.modalities.base import get_modality, split_modality_path
 from metasparse.nn.siren import ModelConfig
 from metasparse.sparsity import pruning
-from metasparse.training.trainer import MetaModel, Trainer
+from metasparse.training.model_file import MetaModel
+from metasparse.training.trainer import Trainer
 
 METHODS = ("Meta-SparseINR", "Random Pruning", "Dense-Narrow", "Scratch", "MAML+OneShot", "MAML+IMP")
 

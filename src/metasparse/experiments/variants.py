@@ -53,7 +53,7 @@ from metasparse.meta.fit import fit_batched, signal_copies
 from metasparse.metrics import psnr_from_mse, psnr_uint8
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity import pruning
-from metasparse.training.trainer import MetaModel
+from metasparse.training.model_file import MetaModel
 
 VARIANT_EXPERIMENTS: dict[str, str] = {
     "fig4": "Fig. 4: a test image fitted by Dense-Narrow and by Meta-SparseINR at the highest sparsity "

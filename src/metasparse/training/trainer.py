@@ -13,70 +13,20 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from metasparse.config import RunConfig, build_problem
-from metasparse.errors import ConfigError, MetasparseError, ModelError
+from metasparse.errors import ConfigError, MetasparseError, ModelError, TrainingDivergedError
 from metasparse.meta.engine import MetaLearner
-from metasparse.meta.problems import MetaProblem
 from metasparse.metrics import psnr_from_mse
 from metasparse.modalities.loading import BatchSource
-from metasparse.sparsity import pruning
 from metasparse.training import distributed
+from metasparse.training.algorithm1 import needs_prune, prune_round, total_steps
+from metasparse.training.model_file import MetaModel, check_meta_layout
 from metasparse.utils import tensorfile as ckpt
 from metasparse.utils.device import resolve_device
-
-
-@dataclass
-class MetaModel:
-    """A meta-learned model: config, meta-state and masks. What ``evaluate`` and the codec load."""
-
-    config: RunConfig
-    meta: dict[str, dict[str, torch.Tensor]]
-    masks: dict[str, torch.Tensor] | None = None
-    info: dict = field(default_factory=dict)
-
-    def problem(self, device=None) -> MetaProblem:
-        masks = {k: v.to(device) for k, v in self.masks.items()} if self.masks else None
-        return build_problem(self.config, masks)
-
-    def save(self, path: str | Path, extra: dict | None = None) -> None:
-        tensors = {"meta": self.meta}
-        if self.masks:
-            tensors["masks"] = self.masks
-        ckpt.save(path, tensors, {"kind": "model", "config": self.config.to_dict(), **self.info, **(extra or {})})
-
-    @classmethod
-    def load(cls, path: str | Path, device="cpu") -> MetaModel:
-        flat, info = ckpt.load(path, device)
-        if "config" not in info:
-            raise ModelError(f"{path} has no run configuration")
-        try:
-            config = RunConfig.from_dict(info["config"])
-        except (TypeError, ValueError, KeyError, MetasparseError) as e:  # an incompatible version
-            raise ModelError(f"{path}: incompatible model configuration ({e})") from None
-        meta = ckpt.unflatten(flat, "meta/")
-        masks = ckpt.unflatten(flat, "masks/") or None
-        try:
-            _check_meta_layout(path, config, meta, masks)
-        except ConfigError as e:  # a configuration this version cannot build
-            raise ModelError(f"{path}: incompatible model configuration ({e})") from None
-        extra = {k: v for k, v in info.items() if k not in ("config", "format", "version", ckpt.CHECKSUM_KEY)}
-        return cls(config, meta, masks, extra)
-
-
-def total_steps(config: RunConfig) -> int:
-    return config.train.steps + config.prune.rounds * config.prune.steps_per_round
-
-
-def phase_of(config: RunConfig, step: int) -> int:
-    """Pruning round in force at outer step ``step`` (0 = dense)."""
-    if step < config.train.steps or config.prune.steps_per_round <= 0:
-        return 0
-    return min(config.prune.rounds, 1 + (step - config.train.steps) // config.prune.steps_per_round)
 
 
 class Trainer:
@@ -146,7 +96,7 @@ class Trainer:
         for group, tensors in self.learner.detached_meta().items():
             for name, value in tensors.items():
                 if not bool(torch.isfinite(value).all()):
-                    raise FloatingPointError(
+                    raise TrainingDivergedError(
                         f"training diverged at step {self.step} ({group}/{name} is not finite; the last "
                         "checkpoint is kept); lower meta.outer_lr or inner_lr"
                     )
@@ -185,7 +135,7 @@ class Trainer:
         step, round_ = _checked_position(path, info, saved)
         masks = ckpt.unflatten(flat, "masks/") or None
         meta = ckpt.unflatten(flat, "meta/")
-        _check_meta_layout(path, self.config, meta, masks)
+        check_meta_layout(path, self.config, meta, masks)
         for key in ("rng/batches", "rng/noise"):
             if key not in flat:
                 raise ModelError(f"{path} has no tensor {key!r} (a corrupt file); use --fresh to start over")
@@ -225,16 +175,7 @@ class Trainer:
     # -- pruning ------------------------------------------------------------------------------
     def prune_once(self) -> None:
         theta = self.learner.detached_meta()["theta"]
-        names = self.problem.prunable_names()
-        masks = self.masks or {n: torch.ones_like(theta[n]) for n in names}
-        fraction = self.config.prune.fraction
-        if self.config.prune.method == "magnitude":
-            new = pruning.global_magnitude_prune(theta, masks, fraction, prunable=names)
-        elif self.config.prune.method == "random":
-            g = torch.Generator().manual_seed(self.config.train.seed * 1000 + phase_of(self.config, self.step))
-            new = pruning.random_prune(masks, fraction, g)
-        else:
-            raise ConfigError(f"unknown pruning method {self.config.prune.method!r}")
+        new = prune_round(self.config, theta, self.masks, self.problem.prunable_names(), self.step)
         self.set_masks({k: v.to(self.device) for k, v in new.items()})
         self.round += 1
 
@@ -290,7 +231,7 @@ class Trainer:
                     "seconds": time.perf_counter() - t0,
                 }
                 if not math.isfinite(entry["loss"]):
-                    raise FloatingPointError(
+                    raise TrainingDivergedError(
                         f"training diverged at step {self.step} (loss {entry['loss']}); lower meta.outer_lr or inner_lr"
                     )
                 self.history.append(entry)
@@ -305,9 +246,7 @@ class Trainer:
         return self.meta_model()
 
     def _needs_prune(self) -> bool:
-        if self.config.prune.rounds == 0 or not self.problem.supports_pruning:
-            return False
-        return phase_of(self.config, self.step) > self.round
+        return needs_prune(self.config, self.problem.supports_pruning, self.step, self.round)
 
     def save_round(self, k: int) -> None:
         path = self.run_dir / f"round_{k:02d}.safetensors"
@@ -330,27 +269,6 @@ def _checked_position(path: Path, info: dict, saved: RunConfig) -> tuple[int, in
         raise ModelError(f"{path}: invalid pruning round {round_!r} (expected an integer from 0 to "
                          f"{saved.prune.rounds}); use --fresh to start over")
     return step, round_
-
-
-def _check_meta_layout(path, config: RunConfig, meta: dict, masks: dict | None) -> None:
-    """Refuse a file whose tensors are not those of the network its config describes (a missing or
-    reshaped tensor would otherwise surface as a KeyError or a shape error deep inside training)."""
-    problem = build_problem(config, None)
-    expected = problem.init_meta(torch.Generator().manual_seed(0), device="cpu")
-    for group, tensors in expected.items():
-        for name, value in tensors.items():
-            found = meta.get(group, {}).get(name)
-            if not torch.is_tensor(found):
-                raise ModelError(f"{path} has no tensor 'meta/{group}/{name}' (a corrupt or incompatible "
-                                 "file)")
-            if tuple(found.shape) != tuple(value.shape):
-                raise ModelError(f"{path}: tensor 'meta/{group}/{name}' has shape {tuple(found.shape)}, "
-                                 f"expected {tuple(value.shape)} (a corrupt or incompatible file)")
-    theta = expected.get("theta", {})
-    for name, mask in (masks or {}).items():
-        if name not in theta or not torch.is_tensor(mask) or tuple(mask.shape) != tuple(theta[name].shape):
-            raise ModelError(f"{path}: mask {name!r} matches no weight of this network (a corrupt or "
-                             "incompatible file)")
 
 
 def _resume_key(config: RunConfig) -> str:

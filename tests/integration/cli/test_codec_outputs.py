@@ -332,7 +332,7 @@ def test_read_image_takes_a_string_and_a_path_like(workspace) -> None:
 
 
 def test_codec_build_says_a_network_has_no_modulations(workspace, tmp_path, capsys) -> None:
-    from metasparse.training.trainer import MetaModel
+    from metasparse.training.model_file import MetaModel
 
     # Plain MAML on the weights: no modulations at all.
     config = RunConfig(model=ModelConfig(kind="siren", width=8, depth=2, w0=30.0))

@@ -118,7 +118,7 @@ def test_trainer_round_counts(tmp_path, method):
     trainer = Trainer(cfg, tmp_path, source=BatchSource(cfg.data, "cpu", signals=s), device="cpu")
     trainer.run()
     total = CoordinateNetwork(TINY).num_weights()
-    from metasparse.training.trainer import MetaModel
+    from metasparse.training.model_file import MetaModel
 
     for k in range(3):
         nz, _ = count_parameters(MetaModel.load(tmp_path / f"round_{k:02d}.safetensors"))

@@ -15,7 +15,6 @@ from metasparse.meta.problems.gated import (
     GatedUpdatesProblem,
     GatedWeightsProblem,
     search_l0_weight,
-    with_gate_lr_multiplier,
 )
 from metasparse.nn.siren import build_model
 
@@ -180,17 +179,26 @@ def test_registry_builds_each_kind():
         build_problem(bad)
 
 
-def test_search_l0_weight_and_lr_multiplier():
+def test_search_l0_weight():
     def count_for(lam):  # monotone decreasing count of open gates
         return int(1000 / (1 + 100 * lam))
 
     lam, count = search_l0_weight(count_for, target=100, low=1e-4, high=10.0, iterations=30)
     assert count >= 100 and count_for(lam * 1.05) <= count
     assert count - 100 <= 5
-    cfg = with_gate_lr_multiplier(MetaConfig(), 30.0)
-    assert dict(cfg.group_lr_multipliers)[GATE_META_KEY] == 30.0
-    explicit = MetaConfig(group_lr_multipliers=((GATE_META_KEY, 5.0),))
-    assert with_gate_lr_multiplier(explicit, 30.0) is explicit
+
+
+def test_the_gates_outer_lr_comes_from_the_problem_and_an_explicit_config_entry_wins():
+    problem = make(GatedUpdatesProblem, gate_lr_multiplier=30.0)
+    meta = problem.init_meta(torch.Generator().manual_seed(0))
+
+    def gate_lr(config):
+        groups = {group["name"]: group["lr"] for group in MetaLearner(problem, config, meta).optimizer.param_groups}
+        return groups[GATE_META_KEY], groups["theta"]
+
+    assert gate_lr(MetaConfig(outer_lr=1e-3)) == pytest.approx((3e-2, 1e-3))
+    explicit = MetaConfig(outer_lr=1e-3, group_lr_multipliers=((GATE_META_KEY, 5.0),))
+    assert gate_lr(explicit) == pytest.approx((5e-3, 1e-3))
 
 
 def test_training_gates_respect_the_budget_and_still_train_the_kept_ones():

@@ -8,7 +8,8 @@ from metasparse.errors import ConfigError, ModelError
 from metasparse.meta.engine import MetaConfig
 from metasparse.modalities.loading import BatchSource
 from metasparse.nn.siren import ModelConfig
-from metasparse.training.trainer import MetaModel, Trainer
+from metasparse.training.model_file import MetaModel
+from metasparse.training.trainer import Trainer
 
 
 def tiny_config(**prune) -> RunConfig:

@@ -15,7 +15,8 @@ from metasparse.errors import ModelError
 from metasparse.meta.engine import MetaConfig
 from metasparse.modalities.loading import BatchSource
 from metasparse.nn.siren import ModelConfig
-from metasparse.training.trainer import MetaModel, Trainer
+from metasparse.training.model_file import MetaModel
+from metasparse.training.trainer import Trainer
 from metasparse.utils import tensorfile as ckpt
 
 BUNDLED = Path(metasparse.__file__).parent / "pretrained" / "codec-default.safetensors"

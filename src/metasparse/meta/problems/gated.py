@@ -78,7 +78,6 @@ __all__ = [
     "budget_gates",
     "open_gate_count",
     "search_l0_weight",
-    "with_gate_lr_multiplier",
 ]
 
 
@@ -144,17 +143,6 @@ def search_l0_weight(
         else:
             hi = lam
     return best if best is not None else fallback
-
-
-def with_gate_lr_multiplier(meta_config, multiplier: float):
-    """``meta_config`` with ``("log_alpha", multiplier)`` added to ``group_lr_multipliers``
-    (an explicit entry already there wins)."""
-    import dataclasses
-
-    groups = tuple(tuple(g) for g in meta_config.group_lr_multipliers)
-    if any(name == GATE_META_KEY for name, _ in groups):
-        return meta_config
-    return dataclasses.replace(meta_config, group_lr_multipliers=groups + ((GATE_META_KEY, float(multiplier)),))
 
 
 def _count_nonzero(values: list[torch.Tensor], per_signal_dims: list[int]) -> torch.Tensor:
