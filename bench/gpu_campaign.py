@@ -259,7 +259,7 @@ def stage_meta_step(plan: Plan, seconds: float, compiled: bool) -> dict:
 
 
 def stage_distributed(plan: Plan, seconds: float) -> dict:
-    from metasparse.training.trainer import MetaModel
+    from metasparse.training.model_file import MetaModel
 
     scale = plan.scale
     env = dict(os.environ)
@@ -377,7 +377,8 @@ def stage_train(plan: Plan, seconds: float) -> dict:
 
     from metasparse.config import apply_overrides
     from metasparse.presets import get_preset
-    from metasparse.training.trainer import Trainer, total_steps
+    from metasparse.training.algorithm1 import total_steps
+    from metasparse.training.trainer import Trainer
     from metasparse.utils.fileio import save_figure
 
     started = time.monotonic()
