@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 CUBE = """# a unit cube, quads
 o cube
@@ -62,4 +63,13 @@ def write_grids(folder, n=3, shape=(6, 12)):
     for i in range(n):
         np.save(folder / f"era5_t2m_normalized_{i:04d}.npy", rng.random(shape).astype(np.float32))
         np.save(folder / f"era5_t2m_kelvin_{i:04d}.npy", 250 + rng.random(shape).astype(np.float32))
+    return folder
+
+
+def write_images(folder, n=4, size=12):
+    """``n`` random RGB PNGs of ``size`` x ``size`` in ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
     return folder

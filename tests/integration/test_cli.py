@@ -2,21 +2,13 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import write_images
 from metasparse.cli import main
 
 TINY = ["--set", "model.width=16", "--set", "model.depth=2", "--set", "fit.steps=5", "--set", "train.log_every=2"]
-
-
-def write_images(folder, n=4, size=12):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
-    return folder
 
 
 def run_cli(*args):

@@ -10,11 +10,10 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from helpers import write_images
 from metasparse.errors import ConfigError, MetasparseError
 from metasparse.training import distributed
 from metasparse.training.distributed import World, batch_slice, shard, skip_existing
@@ -43,14 +42,6 @@ def launch(args, nproc: int | None = None, script: str | None = None):
     return r
 
 
-def write_images(folder, n=6, size=8):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
-    return folder
-
-
 def params(run_dir):
     model = MetaModel.load(run_dir / "model.safetensors")
     return {f"{g}/{k}": v for g, d in model.meta.items() for k, v in d.items()}, model.info
@@ -58,7 +49,7 @@ def params(run_dir):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    return write_images(tmp_path_factory.mktemp("data") / "imgs")
+    return write_images(tmp_path_factory.mktemp("data") / "imgs", n=6, size=8)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,19 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 
 from metasparse.cli.app import app
-from metasparse.cli.console import console, out
+from metasparse.cli.console import (
+    console,
+    decay_rate,
+    device_name,
+    finite_positive,
+    nearest_existing_folder,
+    out,
+)
 from metasparse.errors import ConfigError, DataError, MetasparseError
 
 EXTENSION = ".mspz"
@@ -55,12 +63,11 @@ def _check_writable(target: Path, force: bool) -> None:
 
 def _check_folder_writable(folder: Path, what: str) -> None:
     """``folder``, or the nearest part of it that exists (the rest is created), is a folder we may write in."""
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise MetasparseError(f"{what}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise MetasparseError(f"{what}: no permission to write in {folder}")
+    existing, problem = nearest_existing_folder(folder)
+    if problem == "file":
+        raise MetasparseError(f"{what}: {existing} is a file, not a folder")
+    if problem == "denied":
+        raise MetasparseError(f"{what}: no permission to write in {existing}")
 
 
 def _check_stdout(count: int, what: str) -> None:
@@ -142,7 +149,8 @@ def compress(
                                       "exists, or several inputs); - for standard output (one input)"),
     model: str = typer.Option("default", "--model", "-m", help="bundled model name or a codec model file"),
     quality: int | None = typer.Option(None, "--quality", "-q", help="1 (smallest files) … N (best quality)"),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK)"),
+    device: str = typer.Option("cpu", "--device", callback=device_name,
+                               help="cpu, cuda or auto (under torchrun: cuda:LOCAL_RANK)"),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="leave outputs that exist and verify"),
     max_patches: int = typer.Option(4096, "--max-patches", help="patches fitted together (bounds memory)"),
@@ -241,7 +249,7 @@ def decompress(
                                       "- for standard output (one file, PNG)"),
     model: str = typer.Option("default", "--model", "-m", help="the model the files were made with"),
     original: Path | None = typer.Option(None, "--original", help="original image (or folder) to report PSNR"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", callback=device_name),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels",
                                    help="refuse files of larger images (bounds decoding time and memory)"),
@@ -333,16 +341,18 @@ def codec_build(
     split: str | None = typer.Option(None, "--split", help="named split of --data (e.g. train:0.15)"),
     output: Path = typer.Option(..., "--output", "-o", help="codec model file to write"),
     budgets: str = typer.Option("32,64,128,256", "--budgets", help="modulations per patch, one per quality"),
-    patches: int = typer.Option(2048, "--patches", help="random training patches to fit"),
-    steps: int = typer.Option(3, "--steps", help="encoder fitting steps"),
-    optimizer: str = typer.Option("inner", "--optimizer", help="inner (meta-learned rule), adam or sgd"),
-    lr: float = typer.Option(1e-2, "--lr", help="learning rate for adam/sgd"),
-    clip_std: float = typer.Option(3.0, "--clip-std", help="quantiser clipping range in standard deviations"),
-    max_loss_db: float = typer.Option(0.5, "--max-quant-loss", help="PSNR the quantiser may cost (dB)"),
-    ema_decay: float | None = typer.Option(None, "--ema-decay", help="EMA of the encoder's iterates "
-                                            "(MSCN App. D.2); off by default"),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device"),
+    patches: int = typer.Option(2048, "--patches", min=1, help="random training patches to fit"),
+    steps: int = typer.Option(3, "--steps", min=0, help="encoder fitting steps"),
+    optimizer: Literal["inner", "adam", "sgd"] = typer.Option("inner", "--optimizer",
+                                                             help="inner (meta-learned rule), adam or sgd"),
+    lr: float = typer.Option(1e-2, "--lr", callback=finite_positive, help="learning rate for adam/sgd"),
+    clip_std: float = typer.Option(3.0, "--clip-std", callback=finite_positive,
+                                   help="quantiser clipping range in standard deviations"),
+    max_loss_db: float = typer.Option(0.5, "--max-quant-loss", min=0.0, help="PSNR the quantiser may cost (dB)"),
+    ema_decay: float | None = typer.Option(None, "--ema-decay", callback=decay_rate,
+                                           help="EMA of the encoder's iterates (MSCN App. D.2); off by default"),
+    seed: int = typer.Option(0, "--seed", min=0),
+    device: str = typer.Option("auto", "--device", callback=device_name),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite an existing output"),
 ) -> None:
     """Turn a trained network into a codec model: quantisers and entropy models per quality.
@@ -359,11 +369,11 @@ def codec_build(
     if output.resolve() == path.resolve():
         raise MetasparseError(f"output {output} would overwrite the trained network")
     _check_writable(output, force)
-    trained = load_network(path)
-    try:
+    try:  # a malformed option is reported before the network is read
         sizes = sorted(int(b) for b in budgets.split(","))
     except ValueError:
         raise ConfigError(f"--budgets must be comma-separated integers, got {budgets!r}") from None
+    trained = load_network(path)
     encoder = FitConfig(steps=steps, optimizer=optimizer, lr=lr, batch_size=256, ema_decay=ema_decay)
     codec = build_from_network(trained, data, split, sizes, patches, encoder, clip_std=clip_std,
                                max_loss_db=max_loss_db, seed=seed, device=device,
@@ -382,7 +392,7 @@ def rd(
     codecs: str = typer.Option("jpeg,jpeg2000,webp,avif,hevc,jpegxl", "--codecs",
                                help="classical codecs to compare with (those not installed are skipped)"),
     output: Path = typer.Option(Path("rd"), "--output", "-o", help="folder for rd.csv, rd_summary.csv, rd.png"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", callback=device_name),
 ) -> None:
     """Rate-distortion: PSNR and MS-SSIM vs real bpp for our codec and classical codecs."""
     from metasparse.codec.model import ImageCodec

@@ -50,14 +50,25 @@ def device_name(value: str | None) -> str | None:
     return value
 
 
-def _check_creatable(path: Path, what: str) -> None:
-    """The nearest existing folder above ``path`` must be a folder this process may write in."""
-    existing = path.parent
+def nearest_existing_folder(path: Path) -> tuple[Path, str | None]:
+    """The nearest part of ``path`` that exists (the rest would be created), and what stops a write
+    there: ``"file"`` (it is not a folder), ``"denied"`` (no permission) or ``None``."""
+    existing = path
     while not existing.exists() and existing.parent != existing:
         existing = existing.parent
     if not existing.is_dir():
-        raise MetasparseError(f"{what} {path} cannot be created: {existing} is a file")
+        return existing, "file"
     if not os.access(existing, os.W_OK | os.X_OK):
+        return existing, "denied"
+    return existing, None
+
+
+def _check_creatable(path: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder this process may write in."""
+    existing, problem = nearest_existing_folder(path.parent)
+    if problem == "file":
+        raise MetasparseError(f"{what} {path} cannot be created: {existing} is a file")
+    if problem == "denied":
         raise MetasparseError(f"{what} {path} cannot be written: no permission to write in {existing}")
 
 

@@ -27,6 +27,7 @@ from metasparse.data.patches import random_patches
 from metasparse.errors import ConfigError, ModelError
 from metasparse.meta.fit import FitConfig
 from metasparse.metrics import psnr_from_mse
+from metasparse.modalities.base import get_modality
 from metasparse.modalities.loading import load_signal_set
 from metasparse.training.model_file import MetaModel
 from metasparse.utils.device import resolve_device
@@ -43,7 +44,7 @@ def load_network(path: Path) -> MetaModel:
     """The trained network at ``path``; it must be one with the gated modulations a codec sends."""
     trained = MetaModel.load(path)
     kind = trained.config.problem.kind
-    if kind != "mscn-modulations":
+    if not build_problem(trained.config).sends_sparse_code:
         raise ModelError(f"{path} is a {kind} network, without the gated modulations a codec sends; "
                          f"codec-build needs an mscn-modulations network (e.g. the codec-photos preset)")
     return trained
@@ -70,7 +71,7 @@ def build_from_network(
             "built_from": {"data": Path(data).name, "split": split, "patches": patches, "seed": seed}}
     common = {"clip_std": clip_std, "max_quantization_loss_db": max_loss_db, "info": info,
               "device": resolve_device(device), "log": log}
-    if trained.config.data.modality != "image":
+    if not get_modality(trained.config.data.modality).tiled:  # whole signals on their grid, not patches
         data_config = dataclasses.replace(trained.config.data, path=data, split=split, limit=patches)
         signals = load_signal_set(data_config)
         if len(signals) == 0:

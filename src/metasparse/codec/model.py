@@ -151,7 +151,7 @@ class ModulationCodec:
         coords: torch.Tensor,
         info: dict | None = None,
     ):
-        if config.problem.kind not in ("mscn-modulations",):
+        if not build_problem(config).sends_sparse_code:
             raise ModelError(f"a codec needs an mscn-modulations network, got {config.problem.kind!r}")
         if not levels:
             raise ModelError("a codec needs at least one quality level")
@@ -558,7 +558,7 @@ class SignalCodec(ModulationCodec):
     @property
     def has_surface(self) -> bool:
         """Whether decoded signals are 3D shapes, written with a surface mesh beside their values."""
-        return self.modality in ("voxels", "sdf3d") and len(self.grid_shape) == 3
+        return get_modality(self.modality).surface and len(self.grid_shape) == 3
 
     def decode_with_surface(self, data: bytes) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """The decoded values and, for shapes, the marching-cubes surface at 0.5 (``None`` when there is

@@ -42,6 +42,10 @@ class Modality:
     metrics: Callable[[SignalSet, torch.Tensor], dict[str, np.ndarray]] | None = None
     save_reconstructions: Callable[[SignalSet, torch.Tensor, Path], list[Path]] | None = None
     augmentations: tuple[str, ...] = ()
+    # Signals cut into patches of one network each (images), rather than one network per whole grid.
+    tiled: bool = False
+    # 3D shapes whose level-0.5 surface is written as a mesh beside the decoded values.
+    surface: bool = False
 
     def without_augmentations(self, transform: str | None) -> str | None:
         """``transform`` (``key=value,...``) without the options that make extra training signals."""

@@ -380,9 +380,9 @@ def save_sdf2d(signals: SignalSet, recon: torch.Tensor, path: Path) -> list[Path
 
 
 register_modality(Modality("voxels", "occupancy grids of OBJ meshes: (x, y, z) -> {0, 1}; accuracy, IoU",
-                           3, 1, load_voxels, voxel_metrics, save_voxels, augmentations=("poses",)))
+                           3, 1, load_voxels, voxel_metrics, save_voxels, augmentations=("poses",), surface=True))
 register_modality(Modality("sdf3d", "signed distances to OBJ meshes on a grid: (x, y, z) -> d; Chamfer",
-                           3, 1, load_sdf3d, sdf3d_metrics, save_sdf3d, augmentations=("poses",)))
+                           3, 1, load_sdf3d, sdf3d_metrics, save_sdf3d, augmentations=("poses",), surface=True))
 register_modality(Modality("sphere", "lat/lon grids (ERA5 temperature) as points on the unit sphere; PSNR",
                            3, 1, load_sphere, None, save_sphere, augmentations=("rolls",)))
 register_modality(Modality("sdf2d", "2D signed distance images of shapes: (x, y) -> d; PSNR, IoU",

@@ -40,5 +40,5 @@ def _save_image_grid(signals: SignalSet, reconstructions: torch.Tensor, path: Pa
 
 register_modality(Modality(
     "image", "pictures: (x, y) -> RGB or grey, PSNR", in_dim=2, out_dim=3, load=load_image_signals,
-    save_reconstructions=_save_image_grid,
+    save_reconstructions=_save_image_grid, tiled=True,
 ))

@@ -73,6 +73,9 @@ class MetaProblem:
     lr_clip: tuple[float, float] = (0.0, 1.0)
     # Whether Meta-SparseINR's Algorithm 1 may prune this problem's weights (see ``with_masks``).
     supports_pruning: ClassVar[bool] = False
+    # Whether a signal is a sparse code (a shared pattern of kept modulations) that a codec can quantise
+    # and send: MSCN's gated modulations (Eq. 10).
+    sends_sparse_code: ClassVar[bool] = False
 
     # -- hooks for the trainer ---------------------------------------------------------------
     def on_outer_step(self, step: int, meta: Meta) -> None:

@@ -351,6 +351,8 @@ class GatedModulationProblem(_GateMixin, ModulationProblem):
     open gates (the values of the open modulations).
     """
 
+    sends_sparse_code = True
+
     def __init__(
         self,
         model: CoordinateNetwork,
