@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -176,8 +177,10 @@ def fit_section(name: str, signals: int, rounds: int, log) -> list[str]:
     targets = smooth_images(signals, setting.size, torch.Generator().manual_seed(3))
     cfg = setting.fit_config
 
-    def batched():
-        fit_signals(problem, meta, coords, targets, cfg)
+    def batched(chunk: int):
+        def run():
+            fit_signals(problem, meta, coords, targets, replace(cfg, batch_size=chunk))
+        return run
 
     def one_at_a_time():
         # The usual loop: one signal, its own optimiser, autograd.
@@ -200,10 +203,11 @@ def fit_section(name: str, signals: int, rounds: int, log) -> list[str]:
                             v -= step[k] * g
 
     rule = "the learned rule (MetaSGD)" if cfg.optimizer == "inner" else f"Adam lr {cfg.lr:g}"
-    title = (f"fitting ({name}): {signals} signals x {cfg.steps} steps of {rule}, "
-             f"batches of {cfg.batch_size}")
+    title = f"fitting ({name}): {signals} signals x {cfg.steps} steps of {rule}"
     log(title)
-    fns = {"one signal at a time": one_at_a_time, "batched (vmap + autograd)": batched}
+    fns = {"one signal at a time": one_at_a_time,
+           f"batched (vmap), {cfg.batch_size} at once": batched(cfg.batch_size),
+           "batched (vmap), 16 at once": batched(16)}
     for fn in fns.values():
         fn()
     times = interleaved(fns, rounds, log)
