@@ -102,3 +102,17 @@ class Harness:
         write_atomic(json_path, json.dumps(document, indent=indent).encode())
         save_figure(figure, png_path, dpi=dpi)
         return [csv_path, json_path, png_path]
+
+
+class UsesHarness:
+    """For an experiment's context that holds a ``harness``: its device and log, read through."""
+
+    harness: Harness
+
+    @property
+    def device(self) -> torch.device:
+        return self.harness.device
+
+    @property
+    def log(self) -> Callable[[str], None]:
+        return self.harness.log

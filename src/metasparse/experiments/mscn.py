@@ -39,7 +39,7 @@ from metasparse.data.signals import SignalSet
 from metasparse.errors import ConfigError, DataError
 from metasparse.evaluation import evaluate
 from metasparse.experiments.base import EXPERIMENTS, Experiment, Outcome, Request
-from metasparse.experiments.harness import Harness
+from metasparse.experiments.harness import Harness, UsesHarness
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.nn.siren import ModelConfig
@@ -108,7 +108,7 @@ class Result:
 
 
 @dataclass(frozen=True)
-class Ctx:
+class Ctx(UsesHarness):
     harness: Harness
     scale: MSCNScale
     data: str
@@ -117,14 +117,6 @@ class Ctx:
     @property
     def out(self) -> Path:
         return self.harness.out
-
-    @property
-    def device(self) -> torch.device:
-        return self.harness.device
-
-    @property
-    def log(self) -> Callable[[str], None]:
-        return self.harness.log
 
     def face_config(self, split: str, limit: int | None) -> DataConfig:
         return DataConfig(path=self.data, transform=f"crop_resize:89,{self.scale.size}", split=split, limit=limit)

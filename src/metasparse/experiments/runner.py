@@ -27,7 +27,7 @@ from metasparse.errors import ConfigError
 from metasparse.evaluation import evaluate
 from metasparse.experiments import baselines
 from metasparse.experiments.base import EXPERIMENTS, Experiment, Outcome, Request, SummaryTable
-from metasparse.experiments.harness import Harness
+from metasparse.experiments.harness import Harness, UsesHarness
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.modalities.base import get_modality, split_modality_path
@@ -125,7 +125,7 @@ class Point:
 
 
 @dataclass(frozen=True)
-class Context:
+class Context(UsesHarness):
     """One family of runs under ``out`` (``out/seed_S/``): the scale, the data and the methods.
 
     Contexts for other models or data are ``dataclasses.replace`` copies; they share the harness and
@@ -143,14 +143,6 @@ class Context:
     train_data: DataConfig | None = None
     test_data: DataConfig | None = None
     points_name: str = "points"
-
-    @property
-    def device(self) -> torch.device:
-        return self.harness.device
-
-    @property
-    def log(self) -> Callable[[str], None]:
-        return self.harness.log
 
     def base_config(self, seed: int) -> RunConfig:
         config = self.scale.run_config(self.data, seed)
