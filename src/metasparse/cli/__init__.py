@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         console.print("interrupted (the last checkpoint is kept; re-run the command to resume)")
         sys.exit(130)
-    except MetasparseError as e:
-        console.print(f"error: {e}", markup=False, highlight=False)
-        sys.exit(1)
-    except FloatingPointError as e:
+    except (MetasparseError, FloatingPointError) as e:  # the user's data or settings; torch's own FP errors too
         console.print(f"error: {e}", markup=False, highlight=False)
         sys.exit(1)
     except Exception as e:  # a bug, not a user error: still one line, the traceback on request

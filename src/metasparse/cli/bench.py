@@ -32,7 +32,7 @@ def register(app) -> None:
         json_out: Path | None = typer.Option(None, "--json", help="also write the rows as JSON"),
         settings: str = typer.Option(
             "auto", "--settings",
-            help="paper (the shape options above), codec and/or cpu (the CPU training settings: naive loop vs "
+            help="paper (the shape and fit options above apply to it alone), codec and/or cpu (CPU training settings: naive vs "
                  "engine vs fast path, batched fitting, Trainer steps/s); auto: codec,cpu on a CPU, paper on a GPU"),
         trainer_steps: int = typer.Option(10, "--trainer-steps", min=0,
                                           help="codec/cpu: Trainer steps per round (0 skips the Trainer)"),
@@ -66,13 +66,17 @@ def register(app) -> None:
             chosen = ["paper"] if dev.type == "cuda" else ["codec", "cpu"]
         cpu_settings = [name for name in chosen if name in ("codec", "cpu")]
         if cpu_settings:
+            import torch
+
             from metasparse.experiments import cpu_bench
 
             lines = cpu_bench.run(cpu_settings, repeats, bool(compile), True, trainer_steps,
                                   lambda message: console.print(message, markup=False, highlight=False))
-            print("\n".join([f"CPU benchmark on {hw}", "", *lines]))
+            # These settings always run on the CPU, whatever --device says.
+            cpu_hw = hardware_description(torch.device("cpu"))
+            print("\n".join([f"CPU benchmark on {cpu_hw}", "", *lines]))
             if json_out is not None and "paper" not in chosen:
-                write_atomic(json_out, json.dumps({"hardware": hw, "markdown": lines}, indent=2).encode())
+                write_atomic(json_out, json.dumps({"hardware": cpu_hw, "markdown": lines}, indent=2).encode())
         if "paper" not in chosen:
             return
         shape = f"SIREN 2→{width}x{depth}→3, w0 {w0:g}, {size}x{size}, {batch} signals, {inner_steps} inner steps"

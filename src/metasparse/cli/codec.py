@@ -29,7 +29,7 @@ EXTENSION = ".mspz"
 STDOUT = "-"
 # decompress's default --max-pixels: an 8,660x5,773 photo; about 150 MB of output image and a
 # minute or two of decoding on a 2-core CPU (BENCHMARKS.md). The format itself allows 2^28.
-DEFAULT_MAX_PIXELS = 50_000_000
+DECOMPRESS_MAX_PIXELS = 50_000_000
 
 
 def _output_for(source: Path, out: str | None, suffix: str, many: bool) -> Path:
@@ -251,7 +251,7 @@ def decompress(
     original: Path | None = typer.Option(None, "--original", help="original image (or folder) to report PSNR"),
     device: str = typer.Option("cpu", "--device", callback=device_name),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels",
+    max_pixels: int = typer.Option(DECOMPRESS_MAX_PIXELS, "--max-pixels",
                                    help="refuse files of larger images (bounds decoding time and memory)"),
 ) -> None:
     """Decompress .mspz files to PNG images (signals of other modalities: .npy grids, .obj surfaces)."""
@@ -500,4 +500,4 @@ def _reference_for(source: Path, original: Path | None) -> Path | None:
     return original
 
 
-__all__ = ["DEFAULT_MAX_PIXELS", "EXTENSION", "codec_build", "compress", "decompress", "info", "rd"]
+__all__ = ["DECOMPRESS_MAX_PIXELS", "EXTENSION", "codec_build", "compress", "decompress", "info", "rd"]

@@ -27,6 +27,7 @@ from metasparse.meta.fit import FitConfig, fit_batched, signal_copies
 from metasparse.metrics import psnr_from_mse
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity import pruning
+from metasparse.sparsity.masks import bias_count, kept_weights
 from metasparse.training.model_file import MetaModel
 
 # The widths of the paper's Dense-Narrow / Scratch baselines for the 2-256x4-3 SIREN, one per
@@ -153,8 +154,8 @@ def fit_with_pruning(
     masks = {n: torch.cat([c[3][n] for c in chunks]) for n in weights}
     params = {k: torch.cat([c[2][k] for c in chunks]) for k in chunks[0][2]}
     traj = torch.cat([c[0] for c in chunks], dim=1)
-    nonzero = sum(masks[n].reshape(masks[n].shape[0], -1).sum(dim=1) for n in weights).round().long()
-    biases = sum(theta[n].numel() for n in model.bias_names)
+    nonzero = kept_weights(theta, masks, per_signal=True)
+    biases = bias_count(theta)
     return PrunedFit(traj, traj[-1], nonzero, biases, params, masks)
 
 

@@ -43,6 +43,7 @@ from metasparse.experiments.harness import Harness, UsesHarness
 from metasparse.meta.engine import MetaConfig
 from metasparse.meta.fit import FitConfig
 from metasparse.nn.siren import ModelConfig
+from metasparse.sparsity.masks import count_nonzero
 from metasparse.training.model_file import MetaModel
 from metasparse.utils.fileio import save_figure
 
@@ -303,7 +304,7 @@ def run_mscn_sparse(ctx: Ctx) -> list[Result]:
             def cost_of(m: MetaModel) -> int:
                 problem = m.problem()
                 names = problem.model.weight_names
-                return int(sum(int((z != 0).sum()) for n, z in problem.test_gates(m.meta).items() if n in names))
+                return count_nonzero(z for n, z in problem.test_gates(m.meta).items() if n in names)
 
             results += _point(ctx, "mscn-sparse", method, count, lambda c=config: _train(ctx, c, c.name), base.fit,
                               steps, cost_of)

@@ -623,15 +623,6 @@ class FastMetaGradient:
         return out, torch.cat(losses)
 
 
-def adapted_losses(problem: MetaProblem, meta: Meta, coords, targets, noise, steps: int,
-                   first_order: bool = False) -> torch.Tensor:
-    """Per-signal loss after ``steps`` inner steps, (B,): differentiable w.r.t. ``meta`` (ordinary
-    first-order autograd through it gives the second-order MAML meta-gradient)."""
-    fast = FastMetaGradient(problem, steps, first_order)
-    args, _ = fast._core_inputs(meta, noise)
-    return fast._core()(args, coords, targets)
-
-
 def meta_gradient(problem: MetaProblem, meta: Meta, coords, targets, noise, steps: int,
                   first_order: bool = False, chunk_size: int | None = None) -> tuple[Meta, torch.Tensor]:
     """``(meta_grad, per_signal_losses)`` of ``mean_i L_i(adapted_i) + regulariser`` (one call)."""
@@ -646,6 +637,3 @@ def make_fast_meta_gradient(problem: MetaProblem, config, chunk_size: int | None
         return None
     return FastMetaGradient(problem, config.inner_steps, config.algorithm == "fomaml", chunk_size,
                             compile=bool(getattr(config, "compile", False)))
-
-
-# ------------------------------------------------------------------------------ fitting

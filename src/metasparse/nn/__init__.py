@@ -1,1 +1,1 @@
-"""nn"""
+"""Coordinate networks: SIREN and the Fourier-feature variant."""

@@ -197,7 +197,3 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, to
         idx, name = key.split("/", 1)
         state.setdefault(int(idx), {})[name] = v
     optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-
-
-def generator_state(generator: torch.Generator) -> torch.Tensor:
-    return generator.get_state().clone()

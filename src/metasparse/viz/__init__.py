@@ -1,1 +1,1 @@
-"""viz"""
+"""Pictures of signals and reconstructions (saved through the one atomic writer)."""

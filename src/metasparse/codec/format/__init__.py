@@ -1,1 +1,1 @@
-"""codec/format"""
+"""The compressed file format, torch-free: the quantiser, the entropy coder and the container."""

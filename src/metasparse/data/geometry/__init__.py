@@ -1,1 +1,1 @@
-"""data/geometry"""
+"""Geometry for the non-image modalities: OBJ meshes, 2D shapes, points on the sphere."""

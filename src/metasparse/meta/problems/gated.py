@@ -64,6 +64,7 @@ from metasparse.sparsity.hard_concrete import (
     gate_uniform_noise,
     init_log_alphas,
 )
+from metasparse.sparsity.masks import count_nonzero
 
 if TYPE_CHECKING:
     from metasparse.meta.engine import MetaConfig
@@ -108,7 +109,7 @@ def budget_gates(gates: Mapping[str, torch.Tensor], log_alpha: Mapping[str, torc
 
 def open_gate_count(gates: Mapping[str, torch.Tensor]) -> int:
     """Number of non-zero gates (exact, tolerance 0)."""
-    return int(sum(int((z != 0).sum()) for z in gates.values()))
+    return count_nonzero(gates.values())
 
 
 def search_l0_weight(
@@ -147,10 +148,9 @@ def search_l0_weight(
 
 def _count_nonzero(values: list[torch.Tensor], per_signal_dims: list[int]) -> torch.Tensor:
     """Exact count of non-zeros; tensors with a leading signal dim give a (N,) result."""
-    batched = [v.dim() > d for v, d in zip(values, per_signal_dims)]
-    if any(batched):
-        return sum((v != 0).reshape(v.shape[0], -1).sum(1) for v in values).to(torch.get_default_dtype())
-    return torch.tensor(float(sum(int((v != 0).sum()) for v in values)))
+    if any(v.dim() > d for v, d in zip(values, per_signal_dims)):
+        return count_nonzero(values, per_signal=True).to(torch.get_default_dtype())
+    return torch.tensor(float(count_nonzero(values)))
 
 
 class _GateMixin:
