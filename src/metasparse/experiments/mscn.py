@@ -46,6 +46,7 @@ from metasparse.nn.siren import ModelConfig
 from metasparse.sparsity.masks import count_nonzero
 from metasparse.training.model_file import MetaModel
 from metasparse.utils.fileio import save_figure
+from metasparse.utils.registry import Registry
 
 FIGURE_DPI = 110
 
@@ -72,8 +73,7 @@ class MSCNScale:
     outer_lr: float = 1e-4
 
 
-# A plain dict: tests add scales with monkeypatch.setitem, which Registry.get(name) cannot serve.
-MSCN_SCALES: dict[str, MSCNScale] = {}
+MSCN_SCALES: Registry[MSCNScale] = Registry("scale")
 for _scale in (
     MSCNScale("cpu", size=32, width=64, depth=4, w0=30.0, budgets=(16, 32, 64, 128), modulation_steps=800,
                      modulation_batch=16, modulation_outer_lr=3e-4, sparse_fractions=(5, 10), dense_steps=300,
@@ -87,7 +87,7 @@ for _scale in (
                        sparse_fractions=(5, 10, 15), dense_steps=150_000, steps_per_round=30_000, fit_steps=100,
                        fit_lr=1e-4, train_limit=None, test_limit=1000, outer_lr=1e-5),
 ):
-    MSCN_SCALES[_scale.name] = _scale
+    MSCN_SCALES.add(_scale.name, _scale)
 
 # Anchors quoted beside our figures (MSCN Table 1, CelebA-HQ 64x64, PSNR in dB).
 PAPER_TABLE1 = {
@@ -374,8 +374,7 @@ def run_mscn_experiment(name: str, scale: str, data: str, out: str | Path, hq_da
                         device: str | torch.device = "cpu", log: Callable[[str], None] = lambda s: None) -> list[Path]:
     if name not in MSCN_EXPERIMENTS:
         raise ConfigError(f"unknown MSCN experiment {name!r}; available: {', '.join(MSCN_EXPERIMENTS)}")
-    if scale not in MSCN_SCALES:
-        raise ConfigError(f"unknown scale {scale!r}; available: {', '.join(MSCN_SCALES)}")
+    MSCN_SCALES.get(scale)  # an unknown name is a ConfigError that lists the known ones
     if not Path(data).is_dir():
         raise DataError(f"{data}: not a folder of CelebA faces (img_align_celeba_halfres)")
     out = Path(out)

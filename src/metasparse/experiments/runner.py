@@ -35,6 +35,7 @@ from metasparse.nn.siren import ModelConfig
 from metasparse.sparsity import pruning
 from metasparse.training.model_file import MetaModel
 from metasparse.training.trainer import Trainer
+from metasparse.utils.registry import Registry
 
 METHODS = ("Meta-SparseINR", "Random Pruning", "Dense-Narrow", "Scratch", "MAML+OneShot", "MAML+IMP")
 
@@ -85,8 +86,7 @@ class Scale:
         )
 
 
-# A plain dict: tests add scales with monkeypatch.setitem, which Registry.get(name) cannot serve.
-SCALES: dict[str, Scale] = {}
+SCALES: Registry[Scale] = Registry("scale")
 for _scale in (
     # A few minutes on two CPU cores: 32x32 images, a 4x64 SIREN, 4 pruning rounds, 1 seed.
     Scale(name="cpu", size=32, short=36, width=64, depth=4, w0=30.0, dense_steps=300, rounds=4,
@@ -105,7 +105,7 @@ for _scale in (
     Scale(name="paper", size=178, short=200, width=256, depth=4, w0=200.0, dense_steps=150_000,
                    rounds=15, steps_per_round=30_000, fit_steps=100, fit_lr=1e-4, seeds=3, checkpoint_every=2000),
 ):
-    SCALES[_scale.name] = _scale
+    SCALES.add(_scale.name, _scale)
 
 
 @dataclass
@@ -387,9 +387,7 @@ def run_experiment(
     if name not in WRITERS:
         raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(WRITERS)}")
     if isinstance(scale, str):
-        if scale not in SCALES:
-            raise ConfigError(f"unknown scale {scale!r}; available: {', '.join(SCALES)}")
-        scale = SCALES[scale]
+        scale = SCALES.get(scale)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"unknown methods {unknown}; available: {', '.join(METHODS)}")

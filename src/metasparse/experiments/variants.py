@@ -54,6 +54,7 @@ from metasparse.metrics import psnr_from_mse, psnr_uint8
 from metasparse.nn.siren import CoordinateNetwork, ModelConfig
 from metasparse.sparsity import pruning
 from metasparse.training.model_file import MetaModel
+from metasparse.utils.registry import Registry
 
 VARIANT_EXPERIMENTS: dict[str, str] = {
     "fig4": "Fig. 4: a test image fitted by Dense-Narrow and by Meta-SparseINR at the highest sparsity "
@@ -505,8 +506,7 @@ class TicketScale:
     seed: int = 0
 
 
-# A plain dict: tests add scales with monkeypatch.setitem, which Registry.get(name) cannot serve.
-TICKET_SCALES: dict[str, TicketScale] = {}
+TICKET_SCALES: Registry[TicketScale] = Registry("scale")
 for _scale in (
     # A few minutes on one CPU core: 64x64 crops, a 4x64 network, 8 rounds.
     TicketScale("cpu", size=64, width=64, depth=4, steps=500, lr=1e-3, rounds=8, images=3),
@@ -514,7 +514,7 @@ for _scale in (
     # The paper: 512x512 crops of the Kodak images (24), 50k full-batch Adam steps at lr 1e-4.
     TicketScale("paper", size=512, width=256, depth=4, steps=50_000, lr=1e-4, rounds=15, images=24),
 ):
-    TICKET_SCALES[_scale.name] = _scale
+    TICKET_SCALES.add(_scale.name, _scale)
 
 TICKET_ARCHS = ("SIREN", "FFN")
 
@@ -668,9 +668,7 @@ def run_variant_experiment(
         raise ConfigError(f"unknown experiment {name!r}; available: {', '.join(VARIANT_EXPERIMENTS)}")
     scales = TICKET_SCALES if name == "winning-ticket" else SCALES
     if isinstance(scale, str):
-        if scale not in scales:
-            raise ConfigError(f"unknown scale {scale!r}; available: {', '.join(scales)}")
-        scale = scales[scale]
+        scale = scales.get(scale)
     if not Path(data).exists():
         raise DataError(f"{data}: no such file or folder")
     if name == "winning-ticket":
