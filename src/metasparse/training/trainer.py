@@ -272,8 +272,13 @@ def _checked_position(path: Path, info: dict, saved: RunConfig) -> tuple[int, in
 
 
 def _resume_key(config: RunConfig) -> str:
-    # Settings that only change logging or the length of the run may differ on resume.
+    # Settings that only change logging, the length of the run, where the data lives (a moved folder,
+    # another machine's data root) or which engine computes the same meta-gradient may differ on resume.
     d = RunConfig.from_dict(json.loads(config.to_json())).to_dict()  # normalise 30 vs 30.0
+    for section in ("data", "val_data"):
+        if d.get(section):
+            d[section].pop("path", None)
+    d["meta"].pop("fast_siren", None)
     d["train"] = {k: v for k, v in d["train"].items() if k not in ("log_every", "checkpoint_every", "steps", "device")}
     d["prune"] = {k: v for k, v in d["prune"].items() if k not in ("rounds",)}
     d.pop("description", None)

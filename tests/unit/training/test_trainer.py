@@ -75,6 +75,14 @@ def test_resume_refuses_a_different_configuration(tmp_path, tiny_signals):
         make_trainer(other, tmp_path, tiny_signals).try_resume()
 
 
+def test_resume_accepts_the_same_run_with_its_data_elsewhere_or_another_engine(tmp_path, tiny_signals):
+    trainer = make_trainer(tiny_config(), tmp_path, tiny_signals)
+    trainer.run(max_steps=3)
+    moved = apply_overrides(tiny_config(), ['data.path="elsewhere/photos"', "meta.fast_siren=false"])
+    resumed = make_trainer(moved, tmp_path, tiny_signals)
+    assert resumed.try_resume() and resumed.step == 3
+
+
 def test_model_files_round_trip_and_bad_files_are_refused(tmp_path, tiny_signals):
     trainer = make_trainer(tiny_config(), tmp_path, tiny_signals)
     trainer.run()
