@@ -30,6 +30,7 @@ from metasparse.meta.fit import FitConfig
 from metasparse.meta.problems import PROBLEMS, MetaProblem, ProblemConfig
 from metasparse.modalities import MODALITIES
 from metasparse.nn.siren import ModelConfig
+from metasparse.utils.device import is_device_name
 
 # The only problem kind whose weights the trainer prunes (Meta-SparseINR's Algorithm 1).
 PRUNABLE_KINDS = ("weights",)
@@ -175,20 +176,6 @@ GROUP_MULTIPLIER = Allowed(
 )
 
 
-def _device_name(value) -> bool:
-    if not isinstance(value, str):
-        return False
-    if value == "auto":
-        return True
-    import torch
-
-    try:
-        torch.device(value)
-    except (RuntimeError, ValueError):
-        return False
-    return True
-
-
 def _problem_kinds() -> list[str]:
     return sorted(PROBLEMS)
 
@@ -202,7 +189,7 @@ def _registered(choices: Callable[[], list[str]]) -> Allowed:
     return Allowed(lambda: one_of(*choices()).description, lambda v: isinstance(v, str) and v in choices())
 
 
-DEVICE = Allowed("auto, cpu, cuda, cuda:N or another torch device name", _device_name)
+DEVICE = Allowed("auto, cpu, cuda, cuda:N or another torch device name", is_device_name)
 PROBLEM_KIND = _registered(_problem_kinds)
 MODALITY = _registered(_modalities)
 

@@ -41,12 +41,10 @@ def device_name(value: str | None) -> str | None:
     """``auto`` or a torch device string (cpu, cuda, cuda:1, mps ...); whether it exists is checked later."""
     if value is None or value == "auto":
         return value
-    import torch
+    from metasparse.utils.device import is_device_name  # torch, only when a device is named
 
-    try:
-        torch.device(value)
-    except (RuntimeError, ValueError):
-        raise typer.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if not is_device_name(value):
+        raise typer.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto")
     return value
 
 

@@ -7,6 +7,20 @@ import torch
 from metasparse.errors import ConfigError
 
 
+def is_device_name(name) -> bool:
+    """``auto`` or a device string torch can parse (cpu, cuda, cuda:1, mps ...); whether it exists is
+    checked when it is used (``resolve_device``)."""
+    if not isinstance(name, str):
+        return False
+    if name == "auto":
+        return True
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` is the GPU where there is one; a name torch cannot parse is a ``ConfigError``."""
     if name == "auto":
