@@ -125,10 +125,11 @@ def resolve_data_path(path: str, data_root: Path | None) -> str:
 
 
 def evaluate_and_show(model_path: Path, data: str, out_dir: Path, config=None, device=None, fit=None, limit=None,
-                      transform=None, split=None, grid: Path | None = None):
+                      transform=None, split=None, grid: Path | None = None, trained=None):
     """Fit the model to ``data``, write results.json / per_signal.csv to ``out_dir`` and print the summary.
 
     Shared by ``train`` (its validation data) and ``evaluate``; ``grid`` also writes the modality's picture.
+    ``trained``: the model already loaded from ``model_path``, if the caller has it.
     """
     from dataclasses import replace
 
@@ -138,7 +139,7 @@ def evaluate_and_show(model_path: Path, data: str, out_dir: Path, config=None, d
     from metasparse.modalities.loading import load_signal_set
     from metasparse.training.model_file import MetaModel
 
-    model = MetaModel.load(model_path, device="cpu")
+    model = trained if trained is not None else MetaModel.load(model_path, device="cpu")
     config = config or model.config
     data_cfg = config.val_data or DataConfig(modality=config.data.modality)
     data_cfg = replace(data_cfg, path=data)

@@ -46,6 +46,7 @@ def evaluate(
     """Fit a meta-learned model to test signals and report PSNR mean ± std."""
     from dataclasses import replace
 
+    from metasparse.config import validate_section
     from metasparse.training.model_file import MetaModel
     from metasparse.utils.device import resolve_device
 
@@ -53,10 +54,11 @@ def evaluate(
     check_output_folder(out_dir)
     if grid is not None:
         check_output_file(grid, "--grid image")
-    cfg = MetaModel.load(model).config
-    fit = cfg.fit
+    trained = MetaModel.load(model)
+    fit = trained.config.fit
     for key, value in (("steps", steps), ("lr", lr), ("optimizer", optimizer), ("ema_decay", ema)):
         if value is not None:
             fit = replace(fit, **{key: value})
+    validate_section(fit, "fit.")  # before any data is read
     evaluate_and_show(model, data, out_dir, fit=fit, limit=limit, transform=transform, split=split,
-              grid=grid, device=resolve_device(device))
+                      grid=grid, device=resolve_device(device), trained=trained)
