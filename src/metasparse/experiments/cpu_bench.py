@@ -30,9 +30,8 @@ from metasparse.experiments.bench import relative_difference
 from metasparse.meta.engine import MetaConfig, make_meta_gradient
 from metasparse.meta.fast_siren import FastMetaGradient
 from metasparse.meta.fit import FitConfig, fit_signals
-from metasparse.meta.naive_problem import naive_problem_meta_gradient
 from metasparse.meta.problems.base import WeightsProblem
-from metasparse.meta.reference import naive_meta_gradient
+from metasparse.meta.reference import naive_meta_gradient, naive_problem_meta_gradient
 from metasparse.nn.siren import ModelConfig, build_model
 from metasparse.presets import get_preset
 

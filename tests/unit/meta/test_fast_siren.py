@@ -6,10 +6,9 @@ import torch
 from metasparse.data.signals import grid_coordinates
 from metasparse.meta import fast_siren
 from metasparse.meta.engine import MetaConfig, make_meta_gradient
-from metasparse.meta.naive_problem import naive_problem_meta_gradient
 from metasparse.meta.problems.base import ModulationProblem, WeightsProblem
 from metasparse.meta.problems.gated import GatedModulationProblem, GatedUpdatesProblem
-from metasparse.meta.reference import naive_meta_gradient
+from metasparse.meta.reference import naive_meta_gradient, naive_problem_meta_gradient
 from metasparse.nn.siren import ModelConfig, build_model
 
 
