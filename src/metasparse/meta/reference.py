@@ -12,6 +12,8 @@ import torch
 
 from metasparse.meta.problems.base import MetaProblem, WeightsProblem
 
+Meta = dict[str, dict[str, torch.Tensor]]
+
 
 def naive_meta_gradient(problem: WeightsProblem, theta: dict[str, torch.Tensor], coords, targets, steps: int,
                         inner_lr: float):
@@ -30,9 +32,6 @@ def naive_meta_gradient(problem: WeightsProblem, theta: dict[str, torch.Tensor],
         total = total + outer / len(targets)
     grads = torch.autograd.grad(total, list(leaves.values()))
     return dict(zip(leaves.keys(), grads)), torch.stack(losses)
-
-
-Meta = dict[str, dict[str, torch.Tensor]]
 
 
 def naive_problem_meta_gradient(problem: MetaProblem, meta: Meta, coords: torch.Tensor, targets: torch.Tensor,
