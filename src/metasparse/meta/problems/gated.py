@@ -164,6 +164,15 @@ class _GateMixin:
     gate_lr_multiplier: float = 1.0
     _training_budget: int | None = None
 
+    def _set_gate_settings(self, l0_weight: float, gate_init_keep: float, target_count: int | None,
+                           hard_concrete: HardConcrete, gate_lr_multiplier: float) -> None:
+        """The gate settings every gated problem takes (the constructors differ in the rest)."""
+        self.l0_weight = l0_weight
+        self.gate_init_keep = gate_init_keep
+        self.target_count = target_count
+        self.hard_concrete = hard_concrete
+        self.gate_lr_multiplier = gate_lr_multiplier
+
     def on_outer_step(self, step: int, meta) -> None:
         self.set_step(step, self.num_gates(meta))
 
@@ -263,12 +272,8 @@ class _GatedWeightsBase(_GateMixin, WeightsProblem):
         gate_lr_multiplier: float = 1.0,
     ):
         super().__init__(model, inner_lr, meta_sgd, meta_sgd_init, lr_clip, masks)
-        self.l0_weight = l0_weight
-        self.gate_init_keep = gate_init_keep
         self.gate_biases = gate_biases
-        self.target_count = target_count
-        self.hard_concrete = hard_concrete
-        self.gate_lr_multiplier = gate_lr_multiplier
+        self._set_gate_settings(l0_weight, gate_init_keep, target_count, hard_concrete, gate_lr_multiplier)
 
     @property
     def gated_names(self) -> list[str]:
@@ -367,11 +372,7 @@ class GatedModulationProblem(_GateMixin, ModulationProblem):
         gate_lr_multiplier: float = 1.0,
     ):
         super().__init__(model, None, inner_lr, meta_sgd, meta_sgd_init, lr_clip)
-        self.l0_weight = l0_weight
-        self.gate_init_keep = gate_init_keep
-        self.target_count = target_count
-        self.hard_concrete = hard_concrete
-        self.gate_lr_multiplier = gate_lr_multiplier
+        self._set_gate_settings(l0_weight, gate_init_keep, target_count, hard_concrete, gate_lr_multiplier)
 
     def init_meta(self, generator, device=None):
         meta = super().init_meta(generator, device)
