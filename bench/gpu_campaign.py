@@ -97,7 +97,7 @@ PAPER = Scale(
     distributed_steps=20, distributed_sets=(),
     codec_image="astronaut", codec_crop=None, codec_all_qualities=True, codec_repeats=3,
     train_sets=(),
-    limits={"meta-step": 90, "distributed": 90, "codec": 60, "meta-step-compiled": 210},
+    limits={"meta-step": 75, "distributed": 60, "codec": 45, "meta-step-compiled": 120},
     train_grace_s=40.0,
 )
 TINY = Scale(
@@ -129,12 +129,18 @@ class Plan:
     compile_backend: str = "inductor"
     fresh: bool = False
     drop_checkpoint: bool = False
+    # ``--variant NAME SET...``: training variants trained side by side, each in train/NAME.
+    variants: list[list[str]] = field(default_factory=list)
+    variant: str | None = None  # the one variant a training child trains
+    variant_sets: list[str] = field(default_factory=list)  # its own overrides, applied after --set
 
     @property
     def scale(self) -> Scale:
         return TINY if self.tiny else PAPER
 
     def stage_dir(self, stage: str) -> Path:
+        if stage == "train" and self.variant:
+            return Path(self.out) / stage / self.variant
         return Path(self.out) / stage
 
 
@@ -387,7 +393,7 @@ def stage_train(plan: Plan, seconds: float) -> dict:
     config = get_preset(plan.preset)
     data, data_reason = training_data(plan, config.data.path)
     sets = [*plan.scale.train_sets, f"data.path={json.dumps(data)}",
-            f"train.device={json.dumps(str(device))}", *plan.sets]
+            f"train.device={json.dumps(str(device))}", *plan.sets, *plan.variant_sets]
     config = apply_overrides(config, sets)
     folder = plan.stage_dir("train")
     folder.mkdir(parents=True, exist_ok=True)
@@ -447,6 +453,10 @@ def stage_train(plan: Plan, seconds: float) -> dict:
         "total_steps": total_steps(config), "training_s": round(training_s, 1),
         "steps_per_s": round(steps_done / training_s, 2) if training_s > 0 else None,
         "final_psnr": round(last["psnr"], 3), "final_loss": last["loss"],
+        # The training budget cycles through the quality levels, so one log point is noisy.
+        "psnr_last10": round(sum(e["psnr"] for e in trainer.history[-10:]) / len(trainer.history[-10:]), 3),
+        "variant": plan.variant,
+        "variant_sets": list(plan.variant_sets),
         "model_bytes": model_path.stat().st_size, "model": relative(model_path, Path(plan.out)),
         "files": files,
     }
@@ -478,42 +488,174 @@ def run_stage(name: str, plan: Plan, seconds: float, result_path: Path) -> None:
 
 
 # -- the parent: budget, child processes, summary --------------------------------------------------------
+@dataclass
+class Running:
+    """A stage's child process, started by :func:`start_stage`, ended by :func:`finish_stage`."""
+
+    name: str
+    plan: Plan
+    child: subprocess.Popen
+    log: io.BufferedWriter
+    raw_log: Path
+    result_path: Path
+    started: float
+
+
+def start_stage(name: str, plan: Plan, work_s: float, scratch: Path) -> Running:
+    scratch.mkdir(parents=True, exist_ok=True)
+    result_path = scratch / "result.json"
+    raw_log = scratch / "log.txt"
+    command = [sys.executable, str(Path(__file__).resolve()), "--stage", name,
+               "--plan", json.dumps(asdict(plan)), "--stage-seconds", f"{work_s:.1f}",
+               "--stage-result", str(result_path)]
+    log = open(raw_log, "wb")  # noqa: SIM115 - closed by finish_stage
+    # Unbuffered, so that the log of a stage killed at its limit ends where the stage was.
+    child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return Running(name, plan, child, log, raw_log, result_path, time.perf_counter())
+
+
+def finish_stage(running: Running, limit_s: float, log_path: Path) -> dict:
+    """Kill the stage's process tree if it still runs, and read its outcome and log."""
+    timed_out = running.child.poll() is None
+    if timed_out:
+        kill_tree(running.child.pid)
+    running.child.wait()
+    running.log.close()
+    seconds = round(time.perf_counter() - running.started, 1)
+    text = running.raw_log.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", errors="replace")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(log_path, text)
+    if running.result_path.is_file():
+        outcome = json.loads(running.result_path.read_text())
+    elif timed_out:
+        outcome = {"status": "timeout", "error": f"stopped after its limit of {limit_s:.1f} s"}
+    else:
+        last = text.strip().splitlines()[-1:] or ["(no output)"]
+        outcome = {"status": "crashed", "error": f"exit status {running.child.returncode}: {last[0][:300]}"}
+    outcome.update(name=running.name, wall_s=seconds, limit_s=round(limit_s, 1),
+                   log=relative(log_path, Path(running.plan.out)))
+    return outcome
+
+
 def launch_stage(name: str, plan: Plan, limit_s: float, work_s: float, log_path: Path) -> dict:
     """Run stage ``name`` in a child process killed (with everything it started) after ``limit_s``."""
     with tempfile.TemporaryDirectory(prefix="campaign-stage-") as scratch:
-        result_path = Path(scratch) / "result.json"
-        raw_log = Path(scratch) / "log.txt"
-        command = [sys.executable, str(Path(__file__).resolve()), "--stage", name,
-                   "--plan", json.dumps(asdict(plan)), "--stage-seconds", f"{work_s:.1f}",
-                   "--stage-result", str(result_path)]
-        started = time.perf_counter()
-        with open(raw_log, "wb") as log:
-            # Unbuffered, so that the log of a stage killed at its limit ends where the stage was.
-            child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-            try:
-                child.wait(timeout=limit_s)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:  # also on Ctrl-C: no stage outlives the campaign
-                if child.poll() is None:
-                    kill_tree(child.pid)
-                    child.wait()
-        seconds = round(time.perf_counter() - started, 1)
-        text = raw_log.read_bytes()[-LOG_TAIL_BYTES:].decode("utf-8", errors="replace")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(log_path, text)
-        if result_path.is_file():
-            outcome = json.loads(result_path.read_text())
-        elif timed_out:
-            outcome = {"status": "timeout", "error": f"stopped after its limit of {limit_s:.1f} s"}
-        else:
-            last = text.strip().splitlines()[-1:] or ["(no output)"]
-            outcome = {"status": "crashed", "error": f"exit status {child.returncode}: {last[0][:300]}"}
-    outcome.update(name=name, wall_s=seconds, limit_s=round(limit_s, 1),
-                   log=relative(log_path, Path(plan.out)))
+        running = start_stage(name, plan, work_s, Path(scratch))
+        try:
+            running.child.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:  # also on Ctrl-C: no stage outlives the campaign
+            outcome = finish_stage(running, limit_s, log_path)
     return outcome
+
+
+# A variant that fails this early is started again on the torch.func engine, once: the fast SIREN path is the
+# newest code, and a lent GPU's minutes should not be lost to it.
+FALLBACK_SET = "meta.fast_siren=false"
+
+
+def launch_variants(plan: Plan, limit_s: float, work_s: float, out: Path) -> dict:
+    """The training stage with ``--variant``: every variant trains at the same time, in a child of its own
+    (a small SIREN leaves most of a GPU idle), each in ``train/NAME``; a failed one is retried once on the
+    torch.func engine while at least a minute of training is left."""
+    grace = limit_s - work_s
+    deadline = time.monotonic() + limit_s
+    outcomes: dict[str, dict] = {}
+    first_failures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="campaign-train-") as scratch:
+        running: dict[str, Running] = {}
+        for name, *sets in plan.variants:
+            child_plan = Plan(**{**asdict(plan), "variant": name, "variant_sets": list(sets), "variants": []})
+            running[name] = start_stage("train", child_plan, work_s, Path(scratch) / name)
+        try:
+            while running:
+                time.sleep(0.5)
+                for name, job in list(running.items()):
+                    if job.child.poll() is None and time.monotonic() < deadline:
+                        continue
+                    del running[name]
+                    tag = "-retry" if name in first_failures else ""
+                    outcome = {**finish_stage(job, limit_s, out / "logs" / f"train-{name}{tag}.log"), "name": name}
+                    left = deadline - time.monotonic()
+                    can_retry = (outcome["status"] != "ok" and not tag
+                                 and FALLBACK_SET not in [*job.plan.sets, *job.plan.variant_sets]
+                                 and left - grace > 60)
+                    if can_retry:
+                        first_failures[name] = outcome
+                        retry_plan = Plan(**{**asdict(job.plan), "fresh": False,
+                                             "variant_sets": [*job.plan.variant_sets, FALLBACK_SET]})
+                        running[name] = start_stage("train", retry_plan, left - grace, Path(scratch) / (name + tag))
+                        continue
+                    if name in first_failures:
+                        outcome["first_attempt"] = first_failures[name]
+                    outcomes[name] = outcome
+        finally:
+            for name, job in running.items():
+                outcomes[name] = {**finish_stage(job, limit_s, out / "logs" / f"train-{name}.log"), "name": name}
+    ordered = [outcomes[name] for name, *_ in plan.variants]
+    ok = [o for o in ordered if o["status"] == "ok"]
+    status = "ok" if len(ok) == len(ordered) else ("partial" if ok else "error")
+    results = {"variants": ordered}
+    if ok:
+        results["markdown"] = variants_table(ordered)
+        figure = variants_figure(out, [o for o in ordered if o["status"] == "ok"])
+        if figure:
+            results["figure"] = figure
+    stage = {"status": status, "results": results}
+    if status != "ok":
+        failed = [f"{o['name']}: {o.get('error', o['status'])}" for o in ordered if o["status"] != "ok"]
+        stage["error"] = "; ".join(failed)[:500]
+    return stage
+
+
+def variants_table(outcomes: list[dict]) -> str:
+    lines = [("| variant | settings | meta-parameters | steps | steps/s | train PSNR, last 10 logs (dB) | "
+             "last (dB) |"), "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for outcome in outcomes:
+        r = outcome.get("results") or {}
+        if outcome["status"] != "ok":
+            lines.append(f"| {outcome['name']} | {outcome['status']}: {outcome.get('error', '')} | | | | | |")
+            continue
+        sets = " ".join(f"`{s}`" for s in r["variant_sets"]) or "(the preset)"
+        lines.append(f"| {outcome['name']} | {sets} | {r['meta_parameters']:,} | {r['steps']:,} | "
+                     f"{r['steps_per_s']} | {r['psnr_last10']:.2f} | {r['final_psnr']:.2f} |")
+    return "\n".join(lines)
+
+
+def variants_figure(out: Path, outcomes: list[dict]) -> str | None:
+    """All variants' curves in one figure, against outer steps and against seconds (equal time is fair)."""
+    from matplotlib.figure import Figure
+
+    from metasparse.utils.fileio import save_figure
+
+    figure = Figure(figsize=(10, 3.8))
+    by_step, by_time = figure.subplots(1, 2, sharey=True)
+    drawn = False
+    for outcome in outcomes:
+        path = out / "train" / outcome["name"] / "curve.csv"
+        if not path.is_file():
+            continue
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+        steps = [int(r["step"]) for r in rows]
+        psnr = [float(r["psnr"]) for r in rows]
+        by_step.plot(steps, psnr, lw=1.0, label=outcome["name"])
+        timed = [(float(r["elapsed_s"]), float(r["psnr"])) for r in rows if r["elapsed_s"]]
+        if timed:
+            by_time.plot(*zip(*timed), lw=1.0, label=outcome["name"])
+        drawn = True
+    if not drawn:
+        return None
+    by_step.set_xlabel("outer step")
+    by_time.set_xlabel("seconds of training (this run)")
+    by_step.set_ylabel("train PSNR after the inner loop (dB)")
+    for axes in (by_step, by_time):
+        axes.grid(alpha=0.3)
+    by_step.legend(fontsize=8, loc="lower right")
+    path = out / "train" / "variants.png"
+    save_figure(figure, path, dpi=110)
+    return relative(path, out)
 
 
 def stage_limit(name: str, plan: Plan, remaining_s: float, budget_s: float) -> tuple[float, float]:
@@ -557,12 +699,14 @@ def markdown_summary(summary: dict) -> str:
         elif stage["name"] == "distributed":
             lines.append(f"`{results['command']}`: {results['steps']} outer steps on {results['device']} as "
                          f"one {results['backend']} rank in {results['wall_s']:.1f} s (launch included).")
+        elif stage["name"] == "train" and "variants" in results:
+            lines += variant_paragraphs(results)
         elif stage["name"] == "train":
             lines += training_paragraphs(results)
     return "\n".join(lines) + "\n"
 
 
-def training_paragraphs(results: dict) -> list[str]:
+def training_paragraphs(results: dict, figure: bool = True) -> list[str]:
     sets = ", ".join(f"`{s}`" for s in results["sets"])
     resumed = f", resumed at step {results['resumed_at']:,}" if results["resumed_at"] is not None else ""
     what = (f"`{results['preset']}` with {sets}; {results['signals']} training signals "
@@ -570,9 +714,31 @@ def training_paragraphs(results: dict) -> list[str]:
     progress = (f"{results['steps_this_run']:,} outer steps in {results['training_s']:.0f} s "
                 f"({results['steps_per_s']} steps/s{resumed}), now at step {results['steps']:,} of "
                 f"{results['total_steps']:,}; last train PSNR {results['final_psnr']:.2f} dB.")
+    curve = str(Path(results["model"]).with_name("curve.csv"))
     files = (f"Model: [{results['model']}]({results['model']}) ({results['model_bytes']:,} bytes); "
-             "curve: [train/curve.csv](train/curve.csv).")
-    return [what, "", progress, "", files, "", "![training curve](train/curve.png)"]
+             f"curve: [{curve}]({curve}).")
+    lines = [what, "", progress, "", files]
+    if figure:
+        png = str(Path(results["model"]).with_name("curve.png"))
+        lines += ["", f"![training curve]({png})"]
+    return lines
+
+
+def variant_paragraphs(results: dict) -> list[str]:
+    lines = []
+    if results.get("figure"):
+        lines += ["", f"![training curves]({results['figure']})"]
+    for outcome in results["variants"]:
+        lines += ["", f"### {outcome['name']}", ""]
+        if outcome.get("first_attempt"):
+            first = outcome["first_attempt"]
+            lines += [(f"First attempt {first['status']} ({first.get('error', '')}; log: [{first['log']}]"
+                      f"({first['log']})); started again with `{FALLBACK_SET}`."), ""]
+        if outcome["status"] != "ok":
+            lines.append(f"{outcome['status']}: {outcome.get('error', '')} (log: [{outcome['log']}]({outcome['log']}))")
+            continue
+        lines += training_paragraphs(outcome["results"], figure=False)
+    return lines
 
 
 def write_summary(out: Path, summary: dict) -> None:
@@ -591,6 +757,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", default="codec-photos", help="what the training stage meta-trains")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override a field of the training preset (repeatable)")
+    parser.add_argument("--variant", dest="variants", action="append", default=[], metavar="'NAME SET...'",
+                        help="train this variant beside the others, e.g. 'wide model.width=128' (repeatable); "
+                             "each one in train/NAME, all at the same time, --set applied first")
     parser.add_argument("--data", default=None,
                         help="training data (folder, file, .npz or 'samples'); default: the preset's when it "
                              "exists, else scikit-image's sample photos")
@@ -630,12 +799,19 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"unknown stage(s) {', '.join(unknown)}" if unknown else "--budget-minutes must be > 0"
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    variants = [shlex.split(v) for v in args.variants]
+    names = [v[0] for v in variants if v]
+    if len(names) != len(variants) or len(set(names)) != len(names) or not all(
+            re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", n) for n in names):
+        print("error: each --variant needs a distinct NAME (letters, digits, '.', '_', '-') before its "
+              "settings", file=sys.stderr)
+        return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     plan = Plan(out=str(out), device=args.device or ("cpu" if args.tiny else "auto"), tiny=args.tiny,
                 preset=args.preset, sets=list(args.sets), data=args.data, threads=args.threads,
                 compile_backend=args.compile_backend or ("aot_eager" if args.tiny else "inductor"),
-                fresh=args.fresh, drop_checkpoint=args.drop_checkpoint)
+                fresh=args.fresh, drop_checkpoint=args.drop_checkpoint, variants=variants)
     summary = {"campaign": {
         "command": shlex.join(["python", "bench/gpu_campaign.py", *(sys.argv[1:] if argv is None else argv)]),
         "commit": git_commit(),
@@ -652,6 +828,11 @@ def main(argv: list[str] | None = None) -> int:
         if limit < 5 or work < 1:
             stage = {"name": name, "status": "skipped", "error": "no time left in the budget", "wall_s": 0.0,
                      "limit_s": round(max(0.0, limit), 1), "log": ""}
+        elif name == "train" and plan.variants:
+            stage = {"name": name, "limit_s": round(limit, 1), "log": "", "wall_s": 0.0}
+            begun = time.perf_counter()
+            stage.update(launch_variants(plan, limit, work, out))
+            stage["wall_s"] = round(time.perf_counter() - begun, 1)
         else:
             stage = launch_stage(name, plan, limit, work, out / "logs" / f"{name}.log")
         summary["stages"].append(stage)
