@@ -218,7 +218,7 @@ ALLOWED: dict[type, dict[str, Allowed]] = {
     },
     DataConfig: {
         "path": NAME, "transform": optional(TEXT), "split": optional(TEXT), "limit": optional(count(1)),
-        "patch": optional(count(1)), "modality": MODALITY,
+        "patch": optional(count(1)), "modality": MODALITY, "extra_paths": each(NAME),
     },
     PruneConfig: {"rounds": count(0), "fraction": OPEN_UNIT, "steps_per_round": count(0)},
     TrainConfig: {"steps": count(0), "seed": count(0), "device": DEVICE, "log_every": count(1),
@@ -288,6 +288,13 @@ def _check_combinations(config: RunConfig) -> None:
             f'invalid problem.latent_dim = {problem.latent_dim}: only problem.kind "functa" has a latent; '
             "expected null"
         )
+    data = config.data
+    if data.extra_paths and (data.modality != "image" or data.path == "samples"):
+        raise ConfigError(f"invalid data.extra_paths = {_shown(list(data.extra_paths))}: only image folders or "
+                          f"files can be mixed (not modality {_shown(data.modality)} or path \"samples\"); expected []")
+    if config.val_data is not None and config.val_data.extra_paths:
+        raise ConfigError(f"invalid val_data.extra_paths = {_shown(list(config.val_data.extra_paths))}: validation "
+                          "reads one folder or file; expected []")
     if config.meta.algorithm == "reptile" and problem.kind != "weights":
         raise ConfigError(
             f'invalid meta.algorithm = "reptile" with problem.kind {_shown(problem.kind)}: '

@@ -51,3 +51,25 @@ def test_a_budget_too_small_for_a_stage_skips_it_and_says_so(tmp_path):
     assert done.returncode == 1
     (stage,) = json.loads((tmp_path / "summary.json").read_text())["stages"]
     assert stage["name"] == "codec" and stage["status"] == "skipped"
+
+
+def test_training_variants_run_side_by_side_and_a_failed_one_is_retried_on_the_other_engine(tmp_path):
+    done = campaign("--tiny", "--out", tmp_path, "--stages", "train", "--variant", "narrow model.width=8",
+                    "--variant", "broken model.width=-1", timeout=240)
+    assert done.returncode == 1  # one variant failed
+    (stage,) = json.loads((tmp_path / "summary.json").read_text())["stages"]
+    assert stage["status"] == "partial"
+    narrow, broken = stage["results"]["variants"]
+    assert narrow["name"] == "narrow" and narrow["status"] == "ok"
+    assert narrow["results"]["variant_sets"] == ["model.width=8"] and narrow["results"]["steps"] == 30
+    assert broken["status"] == "error" and broken["first_attempt"]["status"] == "error"
+    assert (tmp_path / "train" / "narrow" / "model.safetensors").is_file()
+    assert (tmp_path / "train" / "variants.png").is_file()
+    assert (tmp_path / "logs" / "train-broken-retry.log").is_file()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "started again with `meta.fast_siren=false`" in summary and "| narrow |" in summary
+
+
+def test_a_variant_without_a_name_is_refused(tmp_path):
+    done = campaign("--tiny", "--out", tmp_path, "--variant", "model.width=8", timeout=60)
+    assert done.returncode == 2 and "NAME" in done.stderr

@@ -96,6 +96,10 @@ def test_combinations_that_would_be_silently_ignored_are_refused():
     with pytest.raises(ConfigError, match="Reptile"):
         apply_overrides(small(), ["problem.kind=modulations", "meta.algorithm=reptile"])
     assert apply_overrides(small(), ["prune.rounds=2", "prune.steps_per_round=3"]).prune.rounds == 2
+    with pytest.raises(ConfigError, match="data.extra_paths"):
+        apply_overrides(small(), ['data.path="samples"', 'data.extra_paths=["more"]'])  # samples are not a folder
+    with pytest.raises(ConfigError, match="data.extra_paths"):
+        apply_overrides(small(), ['data.path="a"', 'data.modality="voxels"', 'data.extra_paths=["b"]'])
 
 
 @pytest.mark.parametrize("preset", [p.name for p in list_presets()])

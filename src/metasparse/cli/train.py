@@ -54,6 +54,7 @@ def train(
     from metasparse.training.algorithm1 import total_steps
     from metasparse.training.trainer import Trainer
     from metasparse.utils.fileio import write_atomic
+    from metasparse.viz.curves import save_training_curve
 
     if preset.endswith(".json"):
         p = Path(preset)
@@ -80,7 +81,10 @@ def train(
     if device is not None:
         sets.append(f"train.device={json.dumps(device)}")
     config = cfgmod.apply_overrides(config, sets)
-    config = cfgmod.apply_overrides(config, [f"data.path={json.dumps(resolve_data_path(config.data.path, data_root))}"])
+    config = cfgmod.apply_overrides(config, [
+        f"data.path={json.dumps(resolve_data_path(config.data.path, data_root))}",
+        f"data.extra_paths={json.dumps([resolve_data_path(p, data_root) for p in config.data.extra_paths])}",
+    ])
     if config.val_data is not None:
         config = cfgmod.apply_overrides(
             config, [f"val_data.path={json.dumps(resolve_data_path(config.val_data.path, data_root))}"]
@@ -125,6 +129,11 @@ def train(
         summary += f", last train PSNR after {config.meta.inner_steps} inner steps {last['psnr']:.2f} dB"
     console.print(summary)
     console.print(f"model: {run_dir / 'model.safetensors'}")
+    curve = save_training_curve(trainer.history, run_dir, f"{config.name}: {config.model.depth}x{config.model.width} "
+                                f"{config.model.kind}, batch {config.meta.batch_size}",
+                                f"train PSNR after {config.meta.inner_steps} inner steps (dB)")
+    if curve:
+        console.print(f"curve: {curve[1]}")
     if evaluate_after and config.val_data is not None:
         evaluate_and_show(run_dir / "model.safetensors", config.val_data.path, run_dir / "eval", config=config,
                           device=dev)

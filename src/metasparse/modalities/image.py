@@ -20,7 +20,7 @@ def load_image_signals(config) -> SignalSet:
     """A folder, file, ``.npz`` of images, or ``samples`` (the photos scikit-image installs)."""
     if config.path == "samples":
         return samples.sample_signal_set(size=64) if config.transform is None else _samples_with(config)
-    return images.load_images(config.path, transform=config.transform, limit=config.limit, split=config.split)
+    return images.load_images(config.sources, transform=config.transform, limit=config.limit, split=config.split)
 
 
 def _samples_with(config) -> SignalSet:

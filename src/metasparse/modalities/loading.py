@@ -45,7 +45,7 @@ class BatchSource:
                 self.names = [f"sample{i}" for i in range(len(self.images))]
             else:
                 self.images, self.names = images.load_image_list(
-                    config.path, transform=config.transform, limit=config.limit, split=config.split
+                    config.sources, transform=config.transform, limit=config.limit, split=config.split
                 )
             if not self.images:
                 raise DataError(f"no images found in {config.path}")

@@ -278,6 +278,7 @@ def _resume_key(config: RunConfig) -> str:
     for section in ("data", "val_data"):
         if d.get(section):
             d[section].pop("path", None)
+            d[section].pop("extra_paths", None)
     d["meta"].pop("fast_siren", None)
     d["train"] = {k: v for k, v in d["train"].items() if k not in ("log_every", "checkpoint_every", "steps", "device")}
     d["prune"] = {k: v for k, v in d["prune"].items() if k not in ("rounds",)}

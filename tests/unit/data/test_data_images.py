@@ -357,3 +357,21 @@ def test_save_image_forms(tmp_path):
     with pytest.raises(DataError, match="shape"):
         save_image(tmp_path / "a.png", np.zeros((4, 4, 2), np.uint8))
     assert not any(n.endswith(".tmp") for n in os.listdir(tmp_path))
+
+
+def test_extra_paths_add_folders_and_a_split_keeps_each_folders_held_out_names(tmp_path):
+    from tests.helpers import write_images
+
+    from metasparse.config import DataConfig
+    from metasparse.modalities.loading import BatchSource
+
+    first = write_images(tmp_path / "first", n=6, size=8)
+    second = write_images(tmp_path / "second", n=5, size=8)
+    alone = BatchSource(DataConfig(path=str(first), split="train:0.3", patch=4), "cpu")
+    mixed = BatchSource(DataConfig(path=str(first), extra_paths=(str(second),), split="train:0.3", patch=4), "cpu")
+    everything = BatchSource(DataConfig(path=str(first), extra_paths=(str(second),), patch=4), "cpu")
+    assert len(everything) == 11
+    assert set(alone.names) <= set(mixed.names) and len(mixed) > len(alone)
+    held_out_of_first = {f"img{i}.png" for i in range(6)} - set(alone.names)
+    assert held_out_of_first  # the split holds some out, so the check below can fail
+    assert held_out_of_first.isdisjoint(mixed.names)
