@@ -39,12 +39,15 @@ PRUNABLE_KINDS = ("weights",)
 @dataclass(frozen=True)
 class PruneConfig:
     """Meta-SparseINR's Algorithm 1: after ``train.steps`` dense steps, ``rounds`` rounds of
-    removing ``fraction`` of the surviving weights, each followed by ``steps_per_round`` steps."""
+    removing ``fraction`` of the surviving weights, each followed by ``steps_per_round`` steps.
+    ``fresh_optimizer``: start a new outer Adam (no moments, step count 0) when pruning begins, as the
+    official Meta-SparseINR code does; by default the dense phase's Adam state carries on."""
 
     rounds: int = 0
     fraction: float = 0.2
     steps_per_round: int = 0
     method: Literal["magnitude", "random"] = "magnitude"
+    fresh_optimizer: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,7 @@ ALLOWED: dict[type, dict[str, Allowed]] = {
         "path": NAME, "transform": optional(TEXT), "split": optional(TEXT), "limit": optional(count(1)),
         "patch": optional(count(1)), "modality": MODALITY, "extra_paths": each(NAME),
     },
-    PruneConfig: {"rounds": count(0), "fraction": OPEN_UNIT, "steps_per_round": count(0)},
+    PruneConfig: {"rounds": count(0), "fraction": OPEN_UNIT, "steps_per_round": count(0), "fresh_optimizer": FLAG},
     TrainConfig: {"steps": count(0), "seed": count(0), "device": DEVICE, "log_every": count(1),
                   "checkpoint_every": count(1)},
     FitConfig: {"steps": count(0), "lr": POSITIVE, "ema_decay": optional(DECAY), "batch_size": count(1)},

@@ -48,6 +48,7 @@ def small() -> RunConfig:
     ("model.kind=siren2", "model.kind", '"siren", "ffn"'),
     ("train.steps=2.5", "train.steps", "integer"),
     ("meta.compile=maybe", "meta.compile", "true or false"),
+    ("prune.fresh_optimizer=sometimes", "prune.fresh_optimizer", "true or false"),
     ("train.device=gpu", "train.device", "cuda"),
     ("data.modality=sound", "data.modality", '"image"'),
     ("data.limit=0", "data.limit", "integer >= 1"),

@@ -117,21 +117,30 @@ class MetaLearner:
         self.problem = problem
         self.config = config
         self.meta = {g: {k: v.detach().clone().requires_grad_(True) for k, v in d.items()} for g, d in meta.items()}
-        # The problem's own multipliers (e.g. MSCN's gate locations); an explicit config entry wins.
-        multipliers = {**problem.lr_multipliers(), **dict(config.group_lr_multipliers)}
-        groups = []
-        for name, tensors in self.meta.items():
-            lr = config.outer_lr * multipliers.get(name, 1.0)
-            if name == "lrs" and config.lr_lr is not None:
-                lr = config.lr_lr
-            groups.append({"params": list(tensors.values()), "lr": lr, "name": name})
-        self.optimizer = torch.optim.Adam(groups)
+        self.optimizer = self.new_optimizer()
         self._meta_grad = make_meta_gradient(problem, config, fast=config.fast_siren)
         # Data-parallel runs average the meta-gradient over processes in place (metasparse.training.distributed).
         self.grad_reducer = grad_reducer
         if config.tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+
+    def new_optimizer(self) -> torch.optim.Adam:
+        """A new outer Adam over the meta-state, one parameter group (with its own lr) per meta group."""
+        config = self.config
+        # The problem's own multipliers (e.g. MSCN's gate locations); an explicit config entry wins.
+        multipliers = {**self.problem.lr_multipliers(), **dict(config.group_lr_multipliers)}
+        groups = []
+        for name, tensors in self.meta.items():
+            lr = config.outer_lr * multipliers.get(name, 1.0)
+            if name == "lrs" and config.lr_lr is not None:
+                lr = config.lr_lr
+            groups.append({"params": list(tensors.values()), "lr": lr, "name": name})
+        return torch.optim.Adam(groups)
+
+    def reset_optimizer(self) -> None:
+        """Forget the outer Adam's moments and step count (``prune.fresh_optimizer``)."""
+        self.optimizer = self.new_optimizer()
 
     def set_problem(self, problem: MetaProblem) -> None:
         """Continue with ``problem`` (e.g. the same problem with new pruning masks): the meta-state and the

@@ -3,7 +3,8 @@
 1. meta-train the dense network for ``train.steps`` outer steps (MAML, Eq. 5);
 2. then, ``prune.rounds`` times: remove the fraction ``prune.fraction`` of the surviving weights with the
    smallest magnitude, over all layers at once (``prune_round``), and meta-train the masked network for
-   ``prune.steps_per_round`` more outer steps, keeping the outer Adam state.
+   ``prune.steps_per_round`` more outer steps, keeping the outer Adam state (``prune.fresh_optimizer``: a new
+   Adam when pruning begins, as the official code).
 
 ``Trainer`` runs the outer steps and calls these at the right step; Random Pruning is the same with random
 scores.

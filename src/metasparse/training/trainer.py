@@ -177,6 +177,8 @@ class Trainer:
         theta = self.learner.detached_meta()["theta"]
         new = prune_round(self.config, theta, self.masks, self.problem.prunable_names(), self.step)
         self.set_masks({k: v.to(self.device) for k, v in new.items()})
+        if self.round == 0 and self.config.prune.fresh_optimizer:  # as the official code: a new Adam for pruning
+            self.learner.reset_optimizer()
         self.round += 1
 
     # -- the loop -----------------------------------------------------------------------------

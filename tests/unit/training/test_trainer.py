@@ -31,7 +31,8 @@ def final_state(trainer):
     return {f"{g}/{k}": v.clone() for g, d in trainer.learner.detached_meta().items() for k, v in d.items()}
 
 
-@pytest.mark.parametrize("prune", [{}, {"rounds": 2, "steps_per_round": 3}])
+@pytest.mark.parametrize("prune", [{}, {"rounds": 2, "steps_per_round": 3},
+                                   {"rounds": 2, "steps_per_round": 3, "fresh_optimizer": True}])
 def test_a_killed_run_resumes_to_the_same_parameters_bitwise(tmp_path, tiny_signals, prune):
     config = tiny_config(**prune)
     straight = make_trainer(config, tmp_path / "a", tiny_signals)
@@ -64,6 +65,25 @@ def test_pruning_rounds_follow_algorithm_1(tmp_path, tiny_signals):
     assert dense.masks is None
     one = MetaModel.load(tmp_path / "round_01.safetensors")
     assert sum(int(m.sum()) for m in one.masks.values()) == after_one
+
+
+def test_fresh_optimizer_starts_a_new_adam_when_pruning_begins(tmp_path, tiny_signals):
+    def adam_steps(trainer):
+        return sorted({int(state["step"]) for state in trainer.learner.optimizer.state.values()})
+
+    finals = {}
+    for fresh in (False, True):
+        config = tiny_config(rounds=2, steps_per_round=3, fresh_optimizer=fresh)
+        trainer = make_trainer(config, tmp_path / str(fresh), tiny_signals)
+        trainer.run(max_steps=config.train.steps)  # the dense phase
+        assert adam_steps(trainer) == [6]
+        trainer.run(max_steps=1)  # prunes, then one step on the masked net
+        assert adam_steps(trainer) == ([1] if fresh else [7])
+        trainer.run(max_steps=3)  # the second round keeps the optimiser either way
+        assert adam_steps(trainer) == ([4] if fresh else [10])
+        trainer.run()
+        finals[fresh] = final_state(trainer)
+    assert any(not torch.equal(finals[False][k], finals[True][k]) for k in finals[False])
 
 
 def test_resume_refuses_a_different_configuration(tmp_path, tiny_signals):
