@@ -2,7 +2,8 @@
 
 * ``fig4``: one test image fitted from Dense-Narrow and from Meta-SparseINR at the highest
   sparsity, beside the ground truth (Fig. 4; the next two test images as in Appendix C).
-* ``appendix-d``: PSNR on training images (seen during meta-training) vs test images (App. D).
+* ``appendix-d``: PSNR on training images (seen during meta-training) vs test images (App. D),
+  under both test-time protocols (``runner.FIT_PROTOCOLS``; the other variants fit with the scale's).
 * ``ffn``: the FFN variant (App. B, Table 1): a fixed Fourier layer (sigma 20) that is never pruned.
 * ``reptile``: Reptile instead of MAML as the meta-learner (App. E), fitted for 5x the steps.
 * ``bits16``: the fitted sparse networks stored in float16, in bits per pixel, against JPEG's real
@@ -44,8 +45,10 @@ from metasparse.experiments.runner import (
     Point,
     Scale,
     aggregate,
+    fit_lrs_of,
     new_context,
     point_path,
+    protocol_title,
     round_path,
     run_points,
 )
@@ -84,13 +87,8 @@ PAPER_FFN_TABLE1 = {  # CelebA, PSNR after 100 steps, by share of surviving weig
 
 
 def _rows(points: list[Point], **extra) -> list[dict]:
-    """``runner.aggregate`` plus the spread over test signals (mean over seeds of each seed's std)."""
-    rows = aggregate(points)
-    for r in rows:
-        ps = [p for p in points if p.method == r["method"] and p.round == r["round"]]
-        r["psnr_std_signals"] = round(float(np.mean([p.psnr_std for p in ps])), 3)
-        r.update(extra)
-    return rows
+    """``runner.aggregate`` with ``extra`` columns."""
+    return [{**r, **extra} for r in aggregate(points)]
 
 
 def _write(harness: Harness, stem: str, rows: list[dict], info: dict, draw: Callable[[], Figure]) -> list[Path]:
@@ -196,11 +194,12 @@ def run_appendix_d(ctx: Context) -> tuple[list[dict], list[Path]]:
     limit = min(limits) if limits else None
     train_ctx = replace(ctx, methods=methods, test_data=replace(train_cfg, limit=limit), points_name="points-train")
     train_points = run_points(train_ctx)
-    val_rows = {(r["method"], r["round"]): r for r in _rows(val_points)}
+    val_rows = {(r["method"], r["round"], r["fit_lr"]): r for r in _rows(val_points)}
     rows = []
     for r in _rows(train_points):
-        v = val_rows[(r["method"], r["round"])]
-        rows.append({"method": r["method"], "round": r["round"], "width": r["width"],
+        v = val_rows[(r["method"], r["round"], r["fit_lr"])]
+        rows.append({"method": r["method"], "round": r["round"], "fit_lr": r["fit_lr"], "protocol": r["protocol"],
+                     "width": r["width"],
                      "nonzero_weights": r["nonzero_weights"],
                      "psnr_train": r["psnr_mean"], "psnr_train_std_signals": r["psnr_std_signals"],
                      "psnr_test": v["psnr_mean"], "psnr_test_std_signals": v["psnr_std_signals"],
@@ -208,16 +207,17 @@ def run_appendix_d(ctx: Context) -> tuple[list[dict], list[Path]]:
                      "psnr_train_std_seeds": r["psnr_std"], "psnr_test_std_seeds": v["psnr_std"], "seeds": r["seeds"]})
 
     def draw() -> Figure:
-        fig = Figure(figsize=(6, 4.2))
-        ax = fig.subplots()
-        for i, method in enumerate(methods):
-            sel = [r for r in rows if r["method"] == method]
-            for split, style in (("train", {"linestyle": "--", "marker": "s", "mfc": "none", "elinewidth": 0.6}),
-                                 ("test", {"linestyle": "-"})):
-                _curve(ax, [{**r, "psnr_mean": r[f"psnr_{split}"], "e": r[f"psnr_{split}_std_signals"]} for r in sel],
-                       f"{method}, {split} images", yerr="e", color=f"C{i}", **style)
-        _finish_axes(ax, ylabel=f"PSNR (dB) after {s.fit_steps} steps")
-        ax.set_title(f"App. D: training vs test images ({s.name} scale)")
+        lrs = fit_lrs_of(rows)
+        fig = Figure(figsize=(6 * len(lrs), 4.2))
+        for ax, lr in zip(fig.subplots(1, len(lrs), squeeze=False)[0], lrs):
+            for i, method in enumerate(methods):
+                sel = [r for r in rows if r["method"] == method and r["fit_lr"] == lr]
+                for split, style in (("train", {"linestyle": "--", "marker": "s", "mfc": "none", "elinewidth": 0.6}),
+                                     ("test", {"linestyle": "-"})):
+                    _curve(ax, [{**r, "psnr_mean": r[f"psnr_{split}"], "e": r[f"psnr_{split}_std_signals"]}
+                                for r in sel], f"{method}, {split} images", yerr="e", color=f"C{i}", **style)
+            _finish_axes(ax, ylabel="PSNR (dB)")
+            ax.set_title(f"App. D ({s.name} scale): {protocol_title(lr, s.fit_steps)}", fontsize=9)
         fig.tight_layout()
         return fig
 
@@ -276,7 +276,7 @@ def run_reptile(ctx: Context) -> tuple[list[dict], list[Path]]:
         for k in range(base.rounds + 1):
             path = point_path(ctx, seed, "Meta-SparseINR", k, "points")
             if path.exists():
-                maml.append(Point(**json.loads(path.read_text())))
+                maml.append(Point(**{"fit_lr": base.fit_lr, **json.loads(path.read_text())}))
     maml_rows = _rows(maml, algorithm="maml") if maml else []
     for r in maml_rows:
         r[f"psnr_after_{base.fit_steps}"] = r["psnr_mean"]
@@ -635,7 +635,8 @@ def run_winning_ticket(scale: TicketScale, data: str, harness: Harness) -> tuple
 
 SUMMARY_COLUMNS: dict[str, tuple[str, ...]] = {
     "fig4": ("image", "method", "nonzero_weights", "psnr"),
-    "appendix-d": ("method", "round", "nonzero_weights", "psnr_train", "psnr_test", "gap_train_minus_test"),
+    "appendix-d": ("method", "round", "fit_lr", "nonzero_weights", "psnr_train", "psnr_test",
+                   "gap_train_minus_test"),
     "ffn": ("method", "round", "width", "nonzero_weights", "surviving", "psnr_mean", "psnr_std_signals"),
     "reptile": ("method", "round", "nonzero_weights", "psnr_after_*", "psnr_mean"),
     "bits16": ("round", "nonzero_weights", "bpp16", "psnr32", "psnr16", "jpeg_bpp", "jpeg_psnr"),
@@ -678,6 +679,8 @@ def run_variant_experiment(
     if name == "cross-dataset" and not data2:
         raise ConfigError("cross-dataset needs --data2: the CelebA faces folder (img_align_celeba_halfres)")
     ctx = new_context(scale, data, out, val_data, seeds, device, METHODS, log)
+    if name != "appendix-d":  # the other variants fit with the scale's own protocol only
+        ctx = replace(ctx, fit_lrs=(scale.fit_lr,))
     runs = {"fig4": run_fig4, "appendix-d": run_appendix_d, "ffn": run_ffn, "reptile": run_reptile,
             "bits16": run_bits16, "cross-dataset": lambda c: run_cross_dataset(c, data2)}
     return runs[name](ctx)

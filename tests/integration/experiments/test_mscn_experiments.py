@@ -47,10 +47,15 @@ def test_mscn_sparse_compares_at_equal_cost(faces, tiny_scale, tmp_path):
     rows = json.loads((tmp_path / "out" / "mscn_sparse.json").read_text())["results"]
     by_cost: dict = {}
     for r in rows:
-        by_cost.setdefault(r["method"], []).append(r["cost"])
-    assert set(by_cost) == {"Meta-SparseINR", "MSCN (MetaSGD)", "MSCN (fixed lr)", "MSCN fully sparse"}
-    for method, costs in by_cost.items():
-        assert costs == by_cost["Meta-SparseINR"], method  # the budget makes the costs exactly equal
+        by_cost.setdefault((r["method"], r["fit_lr"]), []).append(r["cost"])
+    # every model fitted under both of Meta-SparseINR's test-time protocols
+    assert set(by_cost) == {(m, lr) for m in ("Meta-SparseINR", "MSCN (MetaSGD)", "MSCN (fixed lr)",
+                                              "MSCN fully sparse") for lr in (1e-3, 1e-4)}
+    assert {r["protocol"] for r in rows} == {"paper appendix", "official code"}
+    for (method, lr), costs in by_cost.items():
+        assert costs == by_cost[("Meta-SparseINR", lr)], method  # the budget makes the costs exactly equal
+    psnr = {(r["method"], r["cost"], r["fit_lr"]): r["psnr_mean"] for r in rows}
+    assert any(psnr[(m, c, 1e-3)] != psnr[(m, c, 1e-4)] for m, c, _ in psnr)
 
 
 def test_unknown_names_are_clear_errors(faces, tmp_path):
@@ -74,6 +79,7 @@ def test_mscn_ema_ablation_reuses_the_modulation_models(faces, tiny_scale, tmp_p
     assert methods == {f"{k} steps, " + ("last iterate" if d is None else f"EMA {d:g}")
                        for k in mscn.EMA_STEPS for d in mscn.EMA_DECAYS}
     assert {r["cost"] for r in rows} == set(tiny_scale.budgets)
+    assert {r["fit_lr"] for r in rows} == {None} and {r["protocol"] for r in rows} == {"inner loop"}
     assert {r["steps"] for r in rows} == set(mscn.EMA_STEPS)
     # Different read-outs of the same fit give different reconstructions.
     assert len({round(r["psnr_mean"], 6) for r in rows if r["cost"] == 4}) > 1

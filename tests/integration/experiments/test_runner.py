@@ -1,5 +1,6 @@
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -38,8 +39,15 @@ def test_fig2_and_fig3_end_to_end(tmp_path, folders):
     assert {f.name for f in files} == {"fig2.csv", "fig2.json", "fig2.png"}
     assert all(f.exists() and f.stat().st_size > 0 for f in files)
     assert {r["method"] for r in rows} == set(METHODS)
-    assert len(rows) == len(METHODS) * 3 and all(r["seeds"] == 2 for r in rows)
-    by = {(r["method"], r["round"]): r for r in rows}
+    # every model fitted under both test-time protocols: Adam lr 1e-3 (paper appendix), 1e-4 (official code)
+    assert {(r["fit_lr"], r["protocol"]) for r in rows} == {(1e-3, "paper appendix"), (1e-4, "official code")}
+    assert len(rows) == len(METHODS) * 3 * 2 and all(r["seeds"] == 2 for r in rows)
+    by = {(r["method"], r["round"]): r for r in rows if r["fit_lr"] == 1e-3}
+    slow = {(r["method"], r["round"]): r for r in rows if r["fit_lr"] == 1e-4}
+    assert by.keys() == slow.keys()
+    assert all(by[key]["nonzero_weights"] == slow[key]["nonzero_weights"] for key in by)
+    assert any(by[key]["psnr_mean"] != slow[key]["psnr_mean"] for key in by)
+    assert all(r["psnr_std_signals"] > 0 for r in rows)
     total = 2 * 8 + 8 * 8 + 8 * 3
     for m in ("Meta-SparseINR", "Random Pruning", "MAML+OneShot", "MAML+IMP"):
         assert [by[(m, k)]["nonzero_weights"] for k in range(3)] == [total, total - 20, total - 20 - 16]
@@ -57,8 +65,28 @@ def test_fig2_and_fig3_end_to_end(tmp_path, folders):
     assert {f.name for f in files3} == {"fig3.csv", "fig3.json", "fig3.png"}
     with open(out / "fig3.csv") as f:
         traj = list(csv.DictReader(f))
-    assert len(traj) == len(METHODS) * (TINY.fit_steps + 1)
-    assert runner.highest_sparsity_summary(rows)["Meta-SparseINR"]["round"] == 2
+    assert len(traj) == 2 * len(METHODS) * (TINY.fit_steps + 1)
+    assert runner.highest_sparsity_summary(rows)[("Meta-SparseINR", 1e-4)]["round"] == 2
+
+
+def test_a_run_cached_with_one_protocol_gets_the_other_on_resume(tmp_path, folders):
+    train, _ = folders
+    out = tmp_path / "out"
+    one = replace(TINY, seeds=1, name="one")
+    run_experiment("fig2", one, str(train), out, device="cpu", methods=("Meta-SparseINR",))
+    points = out / "seed_0" / "points"
+    old = points / "Meta-SparseINR_r01.json"
+    assert old.exists() and (points / "Meta-SparseINR_r01_lr1e-04.json").exists()
+    # a point cached before the protocols existed: no fit_lr, and no second file
+    data = json.loads(old.read_text())
+    del data["fit_lr"]
+    old.write_text(json.dumps(data))
+    for f in points.glob("*_lr1e-04.json"):
+        f.unlink()
+    rows, _ = run_experiment("fig2", one, str(train), out, device="cpu", methods=("Meta-SparseINR",))
+    assert len(rows) == 2 * 3 and {r["fit_lr"] for r in rows} == {1e-3, 1e-4}
+    assert (points / "Meta-SparseINR_r01_lr1e-04.json").exists()
+    assert next(r for r in rows if r["round"] == 1 and r["fit_lr"] == 1e-3)["psnr_mean"] == round(data["psnr_mean"], 3)
 
 
 def test_cli_list_and_errors(tmp_path, folders, monkeypatch):

@@ -81,8 +81,8 @@ def test_fig4_reuses_fig2_runs(tmp_path, imagenette):
 def test_appendix_d_compares_train_and_test_images(tmp_path, imagenette):
     out = tmp_path / "out"
     rows, files = run_variant_experiment("appendix-d", "tiny", imagenette, out)
-    assert {(r["method"], r["round"]) for r in rows} == {(m, k) for m in ("Meta-SparseINR", "Dense-Narrow")
-                                                          for k in range(3)}
+    assert {(r["method"], r["round"], r["fit_lr"]) for r in rows} == {
+        (m, k, lr) for m in ("Meta-SparseINR", "Dense-Narrow") for k in range(3) for lr in (1e-3, 1e-4)}
     # test points share fig2's cache; training-image points have their own, and the rows read them
     test_point = json.loads((out / "seed_0" / "points" / "Meta-SparseINR_r02.json").read_text())
     train_point = json.loads((out / "seed_0" / "points-train" / "Meta-SparseINR_r02.json").read_text())
@@ -90,6 +90,10 @@ def test_appendix_d_compares_train_and_test_images(tmp_path, imagenette):
     assert row["psnr_test"] == pytest.approx(test_point["psnr_mean"], abs=1e-3)
     assert row["psnr_train"] == pytest.approx(train_point["psnr_mean"], abs=1e-3)
     assert train_point["psnr_mean"] != test_point["psnr_mean"]  # two different sets of images
+    # the official code's protocol (lr 1e-4) beside the scale's own (lr 1e-3), each in its own file
+    slow = json.loads((out / "seed_0" / "points-train" / "Meta-SparseINR_r02_lr1e-04.json").read_text())
+    row = next(r for r in rows if r["method"] == "Meta-SparseINR" and r["round"] == 2 and r["fit_lr"] == 1e-4)
+    assert row["psnr_train"] == pytest.approx(slow["psnr_mean"], abs=1e-3) and slow["fit_lr"] == 1e-4
     info = json.loads((out / "appendix_d.json").read_text())
     assert info["train_images"]["limit"] == 3 and info["train_images"]["path"] == imagenette
     assert all(f.exists() for f in files)
