@@ -109,3 +109,12 @@ def test_scales_match_the_paper():
     assert (p.dense_steps, p.rounds, p.steps_per_round, p.seeds) == (150_000, 15, 30_000, 3)
     cfg = p.run_config("imagenette/train", 0)
     assert cfg.model.width == 256 and cfg.model.w0 == 200.0 and cfg.meta.outer_lr == 1e-5
+
+
+def test_the_cpu_long_scale_is_closer_to_the_paper_and_starts_a_new_adam_for_pruning():
+    s = runner.SCALES["cpu-long"]
+    assert (s.size, s.width, s.depth, s.w0, s.seeds, s.rounds) == (64, 128, 4, 200.0, 3, 15)
+    assert s.val_limit >= 100 and s.train_limit is None and s.val_split is None
+    cfg = s.run_config("imagenette/train", 1)
+    assert cfg.prune.fresh_optimizer and not runner.SCALES["cpu-deep"].run_config("x", 0).prune.fresh_optimizer
+    assert s.fit_lrs() == (1e-3, 1e-4) and cfg.fit.lr == 1e-4
