@@ -247,7 +247,9 @@ def decompress(
     files: list[Path] = typer.Argument(..., help=f"{EXTENSION} files"),
     output: str | None = typer.Option(None, "--output", "-o", help="output image (.png ...) or folder; "
                                       "- for standard output (one file, PNG)"),
-    model: str = typer.Option("default", "--model", "-m", help="the model the files were made with"),
+    model: str = typer.Option("default", "--model", "-m",
+                              help="the model the files were made with (a file made with another bundled model "
+                                   "is decoded with that one)"),
     original: Path | None = typer.Option(None, "--original", help="original image (or folder) to report PSNR"),
     device: str = typer.Option("cpu", "--device", callback=device_name),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite existing outputs"),
@@ -255,8 +257,9 @@ def decompress(
                                    help="refuse files of larger images (bounds decoding time and memory)"),
 ) -> None:
     """Decompress .mspz files to PNG images (signals of other modalities: .npy grids, .obj surfaces)."""
+    from metasparse.codec.format.bitstream import unpack
     from metasparse.codec.model import SignalCodec
-    from metasparse.codec.zoo import load_codec
+    from metasparse.codec.zoo import BUNDLED, bundled_name_for, load_codec
     from metasparse.data.images import read_image
     from metasparse.metrics import psnr
 
@@ -289,8 +292,15 @@ def decompress(
         plan.append((source, target, image_format, reference))
     if not to_stdout and len({t.resolve() for _, t, _, _ in plan}) < len(plan):
         raise MetasparseError("two files would be decoded to the same output; give them different names")
+    chosen = codec
     for source, target, image_format, reference in plan:
         data = source.read_bytes()
+        codec = chosen
+        if model in BUNDLED:
+            # A file made with an earlier bundled model (once the default) names it by its id.
+            header = unpack(data, max_pixels=None)[0]
+            if not header.matches_model(codec.model_id) and (name := bundled_name_for(header.model_id)):
+                codec = load_codec(name, device)
         header = codec.read_header(data, max_pixels=None)
         if header.num_pixels > max_pixels:
             raise DataError(f"{source} holds a {header.width}x{header.height} image ({header.num_pixels:,} "
@@ -336,7 +346,8 @@ def info(
 
 @app.command("codec-build")
 def codec_build(
-    network: Path = typer.Argument(..., help="a trained mscn-modulations model (model.safetensors or its run dir)"),
+    network: Path = typer.Argument(..., help="a trained mscn-modulations model (model.safetensors or its run dir), "
+                                              "or a codec model, whose network is rebuilt"),
     data: str = typer.Option(..., "--data", help="training images the quantisers and entropy models are fitted on"),
     split: str | None = typer.Option(None, "--split", help="named split of --data (e.g. train:0.15)"),
     output: Path = typer.Option(..., "--output", "-o", help="codec model file to write"),
@@ -351,6 +362,9 @@ def codec_build(
     max_loss_db: float = typer.Option(0.5, "--max-quant-loss", min=0.0, help="PSNR the quantiser may cost (dB)"),
     ema_decay: float | None = typer.Option(None, "--ema-decay", callback=decay_rate,
                                            help="EMA of the encoder's iterates (MSCN App. D.2); off by default"),
+    deblocking_crops: int = typer.Option(64, "--deblocking-crops", min=0,
+                                         help="training crops of 4x4 patches the deblocking filter is tuned "
+                                              "on (0: no filter)"),
     seed: int = typer.Option(0, "--seed", min=0),
     device: str = typer.Option("auto", "--device", callback=device_name),
     force: bool = typer.Option(False, "--force", "-f", help="overwrite an existing output"),
@@ -376,7 +390,7 @@ def codec_build(
     trained = load_network(path)
     encoder = FitConfig(steps=steps, optimizer=optimizer, lr=lr, batch_size=256, ema_decay=ema_decay)
     codec = build_from_network(trained, data, split, sizes, patches, encoder, clip_std=clip_std,
-                               max_loss_db=max_loss_db, seed=seed, device=device,
+                               max_loss_db=max_loss_db, seed=seed, device=device, deblocking_crops=deblocking_crops,
                                log=lambda line: out.print(line, markup=False, highlight=False))
     codec.save(output)
     out.print(f"codec model: {output} ({output.stat().st_size:,} bytes, {codec.num_qualities} qualities)",
@@ -393,10 +407,14 @@ def rd(
                                help="classical codecs to compare with (those not installed are skipped)"),
     output: Path = typer.Option(Path("rd"), "--output", "-o", help="folder for rd.csv, rd_summary.csv, rd.png"),
     device: str = typer.Option("cpu", "--device", callback=device_name),
+    grid: bool = typer.Option(False, "--grid", help="also grid.png: the first image by our codec and by JPEG, "
+                              "JPEG 2000 and AVIF at the closest rate not above ours"),
+    grid_quality: int | None = typer.Option(None, "--grid-quality", min=1,
+                                            help="our quality in the grid (default: the model's default)"),
 ) -> None:
     """Rate-distortion: PSNR and MS-SSIM vs real bpp for our codec and classical codecs."""
     from metasparse.codec.model import ImageCodec
-    from metasparse.codec.rd import check_codec_names, run_rd
+    from metasparse.codec.rd import check_codec_names, equal_rate_grid, run_rd
     from metasparse.codec.zoo import load_codec
     from metasparse.data.samples import expand_inputs
 
@@ -408,14 +426,23 @@ def rd(
     codec = load_codec(model, device)
     if not isinstance(codec, ImageCodec):
         raise ConfigError(f"rd compares image codecs; {model} is a {codec.modality} model")
+    if grid_quality is not None:
+        codec.level(grid_quality)  # refused before any work when the model has no such quality
     source = data
     if data == "samples" and not Path(data).exists():  # the photos scikit-image installs
         source = [str(p) for p in expand_inputs([Path(data)])]
     run_rd(codec, source, output, split=split, limit=limit, codecs=names,
            log=lambda s: console.print(s, markup=False, highlight=False),
            label="samples" if source is not data else None)
-    out.print(f"wrote {output / 'rd.csv'}, {output / 'rd_summary.csv'}, {output / 'rd.png'}",
-              markup=False, highlight=False)
+    written = [output / "rd.csv", output / "rd_summary.csv", output / "rd.png"]
+    if grid:
+        from metasparse.data.images import load_image_list
+
+        (first,), (name,) = load_image_list(source, split=split, limit=1)
+        equal_rate_grid(codec, first.numpy(), grid_quality or codec.default_quality, output / "grid.png", name=name,
+                        log=lambda s: console.print(s, markup=False, highlight=False))
+        written.append(output / "grid.png")
+    out.print("wrote " + ", ".join(map(str, written)), markup=False, highlight=False)
 
 
 def _skip_verified(codec, jobs: list, quality: int, force: bool, console) -> list:

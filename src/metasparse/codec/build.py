@@ -2,7 +2,9 @@
 
 Per quality (a budget of kept modulations per patch or signal): fit the training signals, take the
 kept shifts, pick the fewest quantiser bits whose quantisation costs at most a given PSNR, and fit
-a per-modulation frequency model on their symbols (MSCN App. D.1, after COIN++).
+a per-modulation frequency model on their symbols (MSCN App. D.1, after COIN++). For images, the
+decoder's deblocking filter (:mod:`.format.deblock`) is then tuned per quality on crops of several
+patches of the training images.
 """
 
 from __future__ import annotations
@@ -18,21 +20,37 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from metasparse.codec.format.deblock import Deblocking, deblock
 from metasparse.codec.format.entropy import SymbolModel, estimated_bits, fit_symbol_model
 from metasparse.codec.format.quantize import Quantizer, fit_quantizer
-from metasparse.codec.model import ImageCodec, ModulationCodec, QualityLevel, SignalCodec
+from metasparse.codec.model import (
+    CODEC_KIND,
+    SIGNAL_CODEC_KIND,
+    ImageCodec,
+    ModulationCodec,
+    QualityLevel,
+    SignalCodec,
+)
 from metasparse.config import RunConfig, build_problem
 from metasparse.data.images import load_image_list
 from metasparse.data.patches import random_patches
 from metasparse.errors import ConfigError, ModelError
 from metasparse.meta.fit import FitConfig
-from metasparse.metrics import psnr_from_mse
+from metasparse.metrics import psnr_from_mse, psnr_uint8
 from metasparse.modalities.base import get_modality
 from metasparse.modalities.loading import load_signal_set
 from metasparse.training.model_file import MetaModel
 from metasparse.utils.device import resolve_device
 
-__all__ = ["build_codec", "build_from_network", "build_signal_codec", "load_network", "network_file"]
+__all__ = ["build_codec", "build_from_network", "build_signal_codec", "load_network", "network_file",
+           "tune_deblocking"]
+
+# The deblocking settings tried per quality (threshold in 8-bit levels, span in pixels, at most half a
+# patch), and the least gain on the training crops for which a level gets a filter at all.
+DEBLOCKING_THRESHOLDS = (8.0, 16.0, 32.0, 64.0, 128.0, 255.0)
+DEBLOCKING_SPANS = (1, 2, 3, 4, 6, 8)
+MIN_DEBLOCKING_GAIN_DB = 0.01
+DEBLOCKING_CROP_PATCHES = 4  # crops of 4x4 patches: 24 inner borders each
 
 
 def network_file(network: Path) -> Path:
@@ -41,8 +59,11 @@ def network_file(network: Path) -> Path:
 
 
 def load_network(path: Path) -> MetaModel:
-    """The trained network at ``path``; it must be one with the gated modulations a codec sends."""
+    """The trained network at ``path``; it must be one with the gated modulations a codec sends. A codec
+    model holds its network too: the network is taken with its training step, the levels are not."""
     trained = MetaModel.load(path)
+    if trained.info.get("kind") in (CODEC_KIND, SIGNAL_CODEC_KIND):
+        trained = MetaModel(trained.config, trained.meta, trained.masks, dict(trained.info.get("trained") or {}))
     kind = trained.config.problem.kind
     if not build_problem(trained.config).sends_sparse_code:
         raise ModelError(f"{path} is a {kind} network, without the gated modulations a codec sends; "
@@ -62,9 +83,11 @@ def build_from_network(
     seed: int = 0,
     device: str = "auto",
     log: Callable[[str], None] = lambda s: None,
+    deblocking_crops: int = 64,
 ) -> ModulationCodec:
     """A codec model of ``trained``, fitted on ``data``: for images, ``patches`` random patches of the
-    photos (drawn with ``seed``); for other modalities, up to ``patches`` whole signals on their grid."""
+    photos (drawn with ``seed``), and the deblocking filter tuned on ``deblocking_crops`` random crops of
+    4x4 patches (0: no filter); for other modalities, up to ``patches`` whole signals on their grid."""
     if encoder.ema_decay is not None and not 0 <= encoder.ema_decay < 1:
         raise ConfigError("--ema-decay must be in [0, 1)")
     info = {"trained": {k: v for k, v in trained.info.items() if k in ("step", "round")},
@@ -82,7 +105,41 @@ def build_from_network(
     patch = trained.config.data.patch or 32
     images, _ = load_image_list(data, split=split)
     crops = random_patches(images, patch, patches, torch.Generator().manual_seed(seed))
-    return build_codec(trained.config, trained.meta, crops, budgets, encoder, patch_size=patch, **common)
+    if deblocking_crops:
+        info["built_from"]["deblocking_crops"] = deblocking_crops
+    codec = build_codec(trained.config, trained.meta, crops, budgets, encoder, patch_size=patch, **common)
+    if not deblocking_crops:
+        return codec
+    # Another stream of the same seed: the crops do not depend on how many patches were drawn above.
+    blocks = random_patches(images, DEBLOCKING_CROP_PATCHES * patch, deblocking_crops,
+                            torch.Generator().manual_seed(seed + 1))
+    return tune_deblocking(codec, [b.numpy() for b in blocks], log)
+
+
+def tune_deblocking(codec: ImageCodec, images: Sequence[np.ndarray], log=lambda s: None) -> ImageCodec:
+    """``codec`` with, per quality, the deblocking settings that give ``images`` (uint8 training images of
+    several patches each) the highest mean PSNR; a level where none gains ``MIN_DEBLOCKING_GAIN_DB`` gets
+    no filter. Tuned on training images only: the result is part of the model."""
+    plain = codec.with_deblocking([None] * codec.num_qualities)
+    originals = torch.from_numpy(np.stack(images))
+    spans = [s for s in DEBLOCKING_SPANS if s <= codec.patch_size // 2]
+    chosen: list[Deblocking | None] = []
+    for quality in range(1, plain.num_qualities + 1):
+        decoded = [r.reconstruction for r in plain.compress_images(images, quality)]
+
+        def mean_psnr(settings: Deblocking | None, decoded=decoded) -> float:
+            filtered = [d if settings is None else deblock(d.copy(), codec.patch_size, settings) for d in decoded]
+            return float(psnr_uint8(torch.from_numpy(np.stack(filtered)), originals).mean())
+
+        base = mean_psnr(None)
+        scores = {(t, s): mean_psnr(Deblocking(t, s)) for t in DEBLOCKING_THRESHOLDS for s in spans}
+        (threshold, span), best = max(scores.items(), key=lambda item: item[1])
+        settings = Deblocking(threshold, span) if best - base >= MIN_DEBLOCKING_GAIN_DB else None
+        chosen.append(settings)
+        what = f"threshold {threshold:g}, span {span}" if settings else "none"
+        log(f"quality {quality}: deblocking {what}: {base:.2f} → {max(best, base):.2f} dB on {len(images)} "
+            f"training crops")
+    return codec.with_deblocking(chosen)
 
 
 def _uniform_model(num_symbols: int) -> SymbolModel:

@@ -51,6 +51,7 @@ from metasparse.codec.format.bitstream import (
     stored_clip,
     unpack,
 )
+from metasparse.codec.format.deblock import Deblocking, deblock
 from metasparse.codec.format.entropy import SymbolModel, decode, encode, estimated_bits
 from metasparse.codec.format.quantize import Quantizer
 from metasparse.config import RunConfig, build_problem
@@ -99,6 +100,7 @@ class QualityLevel:
     budget: int
     quantizer: Quantizer
     symbol_model: SymbolModel
+    deblocking: Deblocking | None = None  # images only: the decoder's filter of patch borders
 
 
 @dataclass
@@ -204,6 +206,9 @@ class ModulationCodec:
             q = level.quantizer
             tensors[f"level{i}/quantizer"] = torch.tensor([q.mean, q.std, q.clip_std, q.bits, level.budget],
                                                           dtype=torch.float64)
+            if level.deblocking is not None:  # absent from the ids of models made without it, which stay valid
+                d = level.deblocking
+                tensors[f"level{i}/deblocking"] = torch.tensor([d.threshold, d.span], dtype=torch.float64)
         tensors.update(self._identity_tensors())
         return model_id_of(tensors)
 
@@ -371,7 +376,8 @@ class ModulationCodec:
             "codec_version": CODEC_VERSION,
             "config": self.config.to_dict(),
             "encoder": dataclasses.asdict(self.encoder),
-            "levels": [{"budget": lv.budget, "quantizer": lv.quantizer.to_dict()} for lv in self.levels],
+            "levels": [{"budget": lv.budget, "quantizer": lv.quantizer.to_dict(),
+                        **({"deblocking": lv.deblocking.to_dict()} if lv.deblocking else {})} for lv in self.levels],
             "model_id": self.model_id.hex(),
             **self._extra_info(),
             **{k: v for k, v in self.info.items() if k not in ("kind", "config", "levels", "model_id")},
@@ -410,6 +416,17 @@ class ImageCodec(ModulationCodec):
         super().__init__(config, meta, levels, encoder,
                          grid_coordinates((self.patch_size, self.patch_size)).reshape(-1, 2), info)
 
+    def with_deblocking(self, settings: Sequence[Deblocking | None]) -> ImageCodec:
+        """The same codec with a deblocking filter per quality level (``None``: none at that level)."""
+        if len(settings) != self.num_qualities:
+            raise ModelError(f"{len(settings)} deblocking settings for {self.num_qualities} quality levels")
+        levels = [dataclasses.replace(level, deblocking=s) for level, s in zip(self.levels, settings)]
+        codec = ImageCodec(self.config, self.meta, levels, self.encoder, self.patch_size, self.info)
+        return codec.to(self.device)
+
+    def _deblocked(self, image: np.ndarray, level: QualityLevel) -> np.ndarray:
+        return image if level.deblocking is None else deblock(image, self.patch_size, level.deblocking)
+
     def _identity_tensors(self) -> dict[str, torch.Tensor]:
         return {"patch_size": torch.tensor([self.patch_size])}
 
@@ -439,6 +456,7 @@ class ImageCodec(ModulationCodec):
             data = pack(header, payload)
             image = np.empty((rgb.shape[0], rgb.shape[1], channels), dtype=np.uint8)
             self._place(image, decoded[start:start + count], 0)
+            image = self._deblocked(image, level)
             reference = rgb if channels == 3 else rgb[:, :, :1]
             mse = np.mean((image.astype(np.float64) - reference.astype(np.float64)) ** 2) / 255.0**2
             results.append(CompressedImage(
@@ -482,7 +500,7 @@ class ImageCodec(ModulationCodec):
         image = np.empty((header.height, header.width, header.channels), dtype=np.uint8)
         for start, rendered in self._rendered_chunks(symbols, level):
             self._place(image, rendered, start)
-        return image
+        return self._deblocked(image, level)
 
 
 class SignalCodec(ModulationCodec):
@@ -513,6 +531,8 @@ class SignalCodec(ModulationCodec):
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ModelError(f"invalid value scale {scale!r}")
         self.modality = config.data.modality
+        if any(level.deblocking is not None for level in levels):
+            raise ModelError("a signal codec has no patch borders to deblock")
         super().__init__(config, meta, levels, encoder, coords.reshape(-1, coords.shape[-1]), info)
         height, width = self._stored_size()
         if max(height, width) > MAX_PATCH_SIZE:
@@ -636,8 +656,9 @@ def load_codec_file(path: str | Path) -> ModulationCodec:
         levels = []
         for i, spec in enumerate(info["levels"]):
             freq = flat[f"levels/{i}/frequencies"].numpy()
+            deblocking = Deblocking.from_dict(spec["deblocking"]) if "deblocking" in spec else None
             levels.append(QualityLevel(int(spec["budget"]), Quantizer.from_dict(spec["quantizer"]),
-                                       SymbolModel(freq)))
+                                       SymbolModel(freq), deblocking))
         encoder = FitConfig(**info["encoder"])
         rest = {k: v for k, v in info.items()
                 if k not in ("config", "levels", "encoder", "format", "version", "grid_shape", "scale", "modality")}

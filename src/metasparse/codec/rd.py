@@ -184,3 +184,71 @@ def plot(summary: list[dict], path: Path, title: str = "") -> None:
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
+
+
+# -- a picture at equal rate -----------------------------------------------------------------------
+GRID_CODECS = ("jpeg", "jpeg2000", "avif")
+
+
+def at_rate(name: str, image: np.ndarray, target_bpp: float) -> tuple[np.ndarray, float]:
+    """``image`` through the classical codec ``name`` at the setting whose real rate is closest to
+    ``target_bpp`` from below (the lowest setting when even that is above it): (decoded, bpp)."""
+    pixels = image.shape[0] * image.shape[1]
+    qualities = baselines.default_qualities(name)
+    if name == "jpeg2000":  # its setting is the rate itself
+        decoded, size = baselines.encode_decode(name, image, target_bpp)
+        return decoded, 8.0 * size / pixels
+    low, high = int(min(qualities)), int(max(qualities))
+    best = None
+    while low <= high:  # the rate grows with the quality setting
+        middle = (low + high) // 2
+        decoded, size = baselines.encode_decode(name, image, middle)
+        if 8.0 * size / pixels <= target_bpp:
+            best = (decoded, 8.0 * size / pixels)
+            low = middle + 1
+        else:
+            high = middle - 1
+    if best is None:  # even the lowest setting is above the target
+        decoded, size = baselines.encode_decode(name, image, int(min(qualities)))
+        best = (decoded, 8.0 * size / pixels)
+    return best
+
+
+def equal_rate_grid(codec, image: np.ndarray, quality: int, path: Path, name: str = "",
+                    codecs=GRID_CODECS, crop: int = 192, log=lambda s: None) -> list[dict]:
+    """A figure of one image: the original, our codec at ``quality`` (and without its deblocking
+    filter, where the level has one), and each available classical codec at the closest rate not
+    above ours; a ``crop`` x ``crop`` window from the centre, and whole-image PSNR and bpp in each title.
+    Returns the panels' rows (codec, bpp, PSNR)."""
+    image = np.asarray(image)[..., :3]
+    ours = codec.compress(image, quality)
+    panels = [("original", image, None, None), ("metasparse", ours.reconstruction, ours.bpp, ours.psnr)]
+    level = codec.level(quality)
+    if getattr(level, "deblocking", None) is not None:
+        plain = codec.with_deblocking([None] * codec.num_qualities).compress(image, quality)
+        panels.insert(1, ("metasparse, no deblocking", plain.reconstruction, plain.bpp, plain.psnr))
+    missing = baselines.unavailable_codecs()
+    for other in codecs:
+        if other in missing:
+            log(f"grid: skipping {other}: {missing[other]}")
+            continue
+        decoded, bpp = at_rate(other, image, ours.bpp)
+        decoded = decoded.reshape(image.shape)
+        panels.append((other, decoded, bpp, psnr(image, decoded)))
+    height, width = image.shape[:2]
+    size_y, size_x = min(crop, height), min(crop, width)
+    top, left = (height - size_y) // 2, (width - size_x) // 2
+    from matplotlib.figure import Figure
+
+    from metasparse.utils.fileio import save_figure
+
+    figure = Figure(figsize=(2.6 * len(panels), 3.0))
+    for k, (label, picture, bpp, value) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), k + 1)
+        axes.imshow(picture[top:top + size_y, left:left + size_x], interpolation="nearest")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.set_title(label if bpp is None else f"{label}\n{bpp:.3f} bpp, {value:.2f} dB", fontsize=8)
+    figure.suptitle(f"{name} ({width}x{height}): centre {size_x}x{size_y}, rates of the whole image", fontsize=9)
+    save_figure(figure, path, dpi=130)
+    return [{"codec": label, "bpp": bpp, "psnr": value} for label, _, bpp, value in panels if bpp is not None]

@@ -10,9 +10,11 @@ from metasparse.errors import ModelError
 from metasparse.utils.device import resolve_device
 from metasparse.utils.registry import Registry
 
-# name → file under metasparse/pretrained/
+# name → file under metasparse/pretrained/. A model that was once the default stays bundled, so that the
+# files made with it still decode (``decompress`` finds it by the model id in the file).
 BUNDLED: Registry[str] = Registry("bundled codec model")
-BUNDLED.add("default", "codec-default.safetensors")
+BUNDLED.add("default", "codec-default-2.safetensors")
+BUNDLED.add("default-1", "codec-default.safetensors")
 
 
 def bundled_model_path(name: str) -> Path:
@@ -33,4 +35,15 @@ def load_codec(model: str, device: str = "cpu") -> ModulationCodec:
     return load_codec_file(path).to(resolve_device(device))
 
 
-__all__ = ["BUNDLED", "bundled_model_path", "load_codec"]
+def bundled_name_for(model_id: bytes) -> str | None:
+    """The bundled model whose id is ``model_id`` or starts with it (a file's header holds the first 8
+    bytes of the 16-byte id), if any."""
+    prefix = bytes(model_id)
+    for name in BUNDLED:
+        path = bundled_model_path(name)
+        if prefix and path.exists() and load_codec_file(path).model_id[: len(prefix)] == prefix:
+            return name
+    return None
+
+
+__all__ = ["BUNDLED", "bundled_model_path", "bundled_name_for", "load_codec"]

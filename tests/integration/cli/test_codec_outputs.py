@@ -352,3 +352,23 @@ def test_rd_refuses_an_unknown_codec_before_any_work(workspace, tmp_path, no_fit
     err = one_line_error(capsys)
     assert "unknown codec(s) 'nosuch'" in err and "jpeg, jpeg2000, webp" in err
     assert not (tmp_path / "rd").exists()
+
+
+def test_a_file_made_with_an_earlier_bundled_model_still_decodes_with_the_default(tmp_path, capsys) -> None:
+    import json
+    from pathlib import Path
+
+    from metasparse.codec.zoo import BUNDLED, bundled_model_path
+
+    data = Path(__file__).parents[2] / "unit" / "codec" / "data"
+    expected = json.loads((data / "bundled-model-files.json").read_text())["files"]
+    earlier = [name for name, entry in expected.items() if entry["model"] != "default"]
+    assert earlier and "default-1" in BUNDLED
+    source = data / earlier[0]
+    assert cli("decompress", source, "-o", tmp_path / "old.png") == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")),
+                          load_codec(expected[earlier[0]]["model"]).decompress(source.read_bytes()))
+    capsys.readouterr()
+    # A model file named by the user is used as it is: a file of another model is refused.
+    assert cli("decompress", source, "-o", tmp_path / "other.png", "-m", bundled_model_path("default")) == 1
+    assert "model" in one_line_error(capsys) and not (tmp_path / "other.png").exists()

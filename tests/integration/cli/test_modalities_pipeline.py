@@ -84,6 +84,8 @@ def test_fig2_runs_on_sdf2d(tmp_path):
                  fit_steps=2, fit_lr=1e-3, seeds=1, train_limit=6, val_limit=2, checkpoint_every=1)
     rows, _ = run_experiment("fig2", tiny, "sdf2d:synthetic", tmp_path / "fig2",
                                  methods=("Meta-SparseINR", "Dense-Narrow"))
-    assert {r["method"] for r in rows} == {"Meta-SparseINR", "Dense-Narrow"} and len(rows) == 4
+    # Two methods x (dense + one round) x two test-time protocols.
+    assert {r["method"] for r in rows} == {"Meta-SparseINR", "Dense-Narrow"} and len(rows) == 8
+    assert {r["fit_lr"] for r in rows} == {1e-3, 1e-4}
     assert all(np.isfinite(r["psnr_mean"]) for r in rows)
     assert (tmp_path / "fig2" / "fig2.png").exists()

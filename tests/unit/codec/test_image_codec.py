@@ -256,3 +256,54 @@ def test_budgets_must_increase() -> None:
         build_codec(config, meta, patches, [16, 4], FitConfig(steps=1, optimizer="inner"), patch_size=PATCH)
     with pytest.raises(ConfigError, match="no budgets"):
         build_codec(config, meta, patches, [], FitConfig(steps=1, optimizer="inner"), patch_size=PATCH)
+
+
+def test_deblocking_is_part_of_the_model_and_the_decoder_applies_it(codec, tmp_path) -> None:
+    from metasparse.codec.format.deblock import Deblocking
+
+    filtered = codec.with_deblocking([Deblocking(threshold=255, span=2), None])
+    assert filtered.model_id != codec.model_id  # a file is never decoded without the filter it was made with
+    assert codec.with_deblocking([None, None]).model_id == codec.model_id  # models made without it keep their id
+    image = smooth_image(21, 27)
+    plain, smoothed = codec.compress(image, 1), filtered.compress(image, 1)
+    # The same symbols: the filter changes only what they decode to.
+    assert unpack(plain.data, codec.model_id)[1] == unpack(smoothed.data, filtered.model_id)[1]
+    assert not np.array_equal(plain.reconstruction, smoothed.reconstruction)
+    assert np.array_equal(filtered.decompress(smoothed.data), smoothed.reconstruction)
+    assert np.array_equal(filtered.compress(image, 2).reconstruction, codec.compress(image, 2).reconstruction)
+    filtered.save(tmp_path / "codec.safetensors")
+    loaded = ImageCodec.load(tmp_path / "codec.safetensors")
+    assert loaded.model_id == filtered.model_id and loaded.levels[0].deblocking == Deblocking(255, 2)
+    assert np.array_equal(loaded.decompress(smoothed.data), smoothed.reconstruction)
+
+
+def test_deblocking_is_tuned_on_training_crops_and_kept_only_where_it_gains(codec) -> None:
+    from metasparse.codec.build import tune_deblocking
+
+    crops = [smooth_image(32, 32) for _ in range(2)]
+    tuned = tune_deblocking(codec, crops)
+    assert tuned.num_qualities == codec.num_qualities
+    assert any(level.deblocking is not None for level in tuned.levels)
+    for quality, level in enumerate(tuned.levels, 1):
+        if level.deblocking is None:
+            continue
+        with_filter = np.mean([r.psnr for r in tuned.compress_images(crops, quality)])
+        without = np.mean([r.psnr for r in codec.compress_images(crops, quality)])
+        assert with_filter > without
+
+
+def test_the_equal_rate_grid_shows_each_codec_at_the_closest_rate_not_above_ours(codec, tmp_path) -> None:
+    from metasparse.codec.format.deblock import Deblocking
+    from metasparse.codec.rd import at_rate, equal_rate_grid
+
+    image = smooth_image(48, 64)
+    decoded, bpp = at_rate("jpeg", image, 2.0)
+    assert decoded.shape == image.shape and bpp <= 2.0
+    assert at_rate("jpeg", image, 4.0)[1] > bpp  # a higher target gets a higher setting
+    filtered = codec.with_deblocking([Deblocking(threshold=255, span=2)] * 2)
+    panels = equal_rate_grid(filtered, image, 2, tmp_path / "grid.png", name="smooth", codecs=("jpeg",))
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    by_name = {p["codec"]: p for p in panels}
+    assert set(by_name) == {"metasparse", "metasparse, no deblocking", "jpeg"}
+    jpeg_lowest = at_rate("jpeg", image, 0.0)[1]
+    assert by_name["jpeg"]["bpp"] <= max(by_name["metasparse"]["bpp"], jpeg_lowest)
