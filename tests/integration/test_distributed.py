@@ -73,7 +73,8 @@ def test_two_processes_give_the_meta_parameters_of_one(tmp_path, images, two_ran
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
     # Only rank 0 writes: the run directory holds the usual files and no leftovers of a second writer.
-    assert sorted(p.name for p in two_dir.iterdir()) == ["checkpoint.safetensors", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in two_dir.iterdir()) == ["checkpoint.safetensors", "config.json", "curve.csv", "curve.png",
+                                                           "model.safetensors"]
 
 
 @pytest.mark.slow
