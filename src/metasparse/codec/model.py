@@ -714,7 +714,9 @@ def _as_rgb_uint8(image: np.ndarray) -> tuple[np.ndarray, int]:
     channels = arr.shape[2]
     if channels == 1:
         arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr), channels
+    arr = np.ascontiguousarray(arr)
+    # A read-only array (np.asarray of a PIL image) would make torch warn about undefined behaviour.
+    return (arr if arr.flags.writeable else arr.copy()), channels
 
 
 def chunks_by_patches(items: Sequence, patch_size: int, max_patches: int,

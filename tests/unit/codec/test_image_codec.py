@@ -307,3 +307,14 @@ def test_the_equal_rate_grid_shows_each_codec_at_the_closest_rate_not_above_ours
     assert set(by_name) == {"metasparse", "metasparse, no deblocking", "jpeg"}
     jpeg_lowest = at_rate("jpeg", image, 0.0)[1]
     assert by_name["jpeg"]["bpp"] <= max(by_name["metasparse"]["bpp"], jpeg_lowest)
+
+
+def test_a_read_only_image_compresses_without_a_warning(codec) -> None:
+    import warnings
+
+    image = smooth_image(16, 16)
+    image.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = codec.compress(image, 1)
+    assert np.array_equal(result.reconstruction, codec.compress(image.copy(), 1).reconstruction)
