@@ -159,14 +159,6 @@ def write_text(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 
-def csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def relative(path: Path, out: Path) -> str:
     return str(path.relative_to(out))
 
@@ -379,13 +371,11 @@ def training_data(plan: Plan, preset_path: str) -> tuple[str, str]:
 
 
 def stage_train(plan: Plan, seconds: float) -> dict:
-    from matplotlib.figure import Figure
-
     from metasparse.config import apply_overrides
     from metasparse.presets import get_preset
     from metasparse.training.algorithm1 import total_steps
     from metasparse.training.trainer import Trainer
-    from metasparse.utils.fileio import save_figure
+    from metasparse.viz.curves import save_training_curve
 
     started = time.monotonic()
     deadline = started + seconds
@@ -422,21 +412,13 @@ def stage_train(plan: Plan, seconds: float) -> dict:
     if not trainer.history:
         raise RuntimeError("training logged no step (is the budget too short for train.log_every steps?)")
 
-    curve = [{"step": e["step"], "round": e["round"], "loss": e["loss"], "psnr": e["psnr"],
-              "elapsed_s": round(elapsed_at[e["step"]], 2) if e["step"] in elapsed_at else ""}
+    # Seconds since this stage began training, beside each step it logged (variants are compared at equal time).
+    curve = [{**e, "elapsed_s": round(elapsed_at[e["step"]], 2) if e["step"] in elapsed_at else ""}
              for e in trainer.history]
-    write_text(folder / "curve.csv", csv_text(curve))
-    figure = Figure(figsize=(6.4, 3.6))
-    axes = figure.add_subplot()
-    axes.plot([e["step"] for e in curve], [e["psnr"] for e in curve], lw=1.2)
-    if resumed_at:
-        axes.axvline(resumed_at, color="0.6", ls="--", lw=0.8, label=f"resumed at {resumed_at:,}")
-        axes.legend(loc="lower right")
-    axes.set_xlabel("outer step")
-    axes.set_ylabel(f"train PSNR after {config.meta.inner_steps} inner steps (dB)")
-    axes.set_title(f"{config.name} on {device}", fontsize=10)
-    axes.grid(alpha=0.3)
-    save_figure(figure, folder / "curve.png", dpi=120)
+    save_training_curve(curve, folder, f"{config.name} on {device}",
+                        f"train PSNR after {config.meta.inner_steps} inner steps (dB)",
+                        resumed_at=[resumed_at] if resumed_at else [],
+                        fields=("step", "round", "loss", "psnr", "elapsed_s"))
     if plan.drop_checkpoint:
         trainer.checkpoint_path.unlink(missing_ok=True)
 

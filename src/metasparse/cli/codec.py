@@ -292,15 +292,19 @@ def decompress(
         plan.append((source, target, image_format, reference))
     if not to_stdout and len({t.resolve() for _, t, _, _ in plan}) < len(plan):
         raise MetasparseError("two files would be decoded to the same output; give them different names")
-    chosen = codec
+    chosen, by_id = codec, {}  # a file's model id -> the bundled model that made it, looked up once per id
     for source, target, image_format, reference in plan:
         data = source.read_bytes()
         codec = chosen
         if model in BUNDLED:
             # A file made with an earlier bundled model (once the default) names it by its id.
             header = unpack(data, max_pixels=None)[0]
-            if not header.matches_model(codec.model_id) and (name := bundled_name_for(header.model_id)):
-                codec = load_codec(name, device)
+            made_with = header.model_id
+            if not header.matches_model(chosen.model_id):
+                if made_with not in by_id:
+                    name = bundled_name_for(made_with)
+                    by_id[made_with] = load_codec(name, device) if name else chosen
+                codec = by_id[made_with]
         header = codec.read_header(data, max_pixels=None)
         if header.num_pixels > max_pixels:
             raise DataError(f"{source} holds a {header.width}x{header.height} image ({header.num_pixels:,} "

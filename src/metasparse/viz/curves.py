@@ -13,26 +13,28 @@ from metasparse.utils.fileio import save_figure, write_atomic
 CURVE_FIELDS = ("step", "round", "loss", "psnr", "seconds")
 
 
-def curve_csv(history: Sequence[dict]) -> str:
-    """The logged entries (``step``, ``round``, ``loss``, ``psnr`` and ``seconds`` as the Trainer logs
-    them) as CSV text; fields an entry lacks are left empty."""
+def curve_csv(history: Sequence[dict], fields: Sequence[str] = CURVE_FIELDS) -> str:
+    """The logged entries' ``fields`` (by default ``step``, ``round``, ``loss``, ``psnr`` and ``seconds`` as
+    the Trainer logs them) as CSV text; fields an entry lacks are left empty."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CURVE_FIELDS), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     return buffer.getvalue()
 
 
 def save_training_curve(history: Sequence[dict], folder: str | Path, title: str, ylabel: str,
-                        resumed_at: Sequence[int] = ()) -> tuple[Path, Path] | None:
-    """Write ``curve.csv`` and ``curve.png`` into ``folder`` (nothing when nothing was logged). Pruning
-    rounds are marked where the round changes; ``resumed_at``: steps where a run was resumed."""
+                        resumed_at: Sequence[int] = (), fields: Sequence[str] = CURVE_FIELDS,
+                        ) -> tuple[Path, Path] | None:
+    """Write ``curve.csv`` (the entries' ``fields``) and ``curve.png`` into ``folder`` (nothing when nothing
+    was logged). Pruning rounds are marked where the round changes; ``resumed_at``: steps where a run was
+    resumed."""
     if not history:
         return None
     from matplotlib.figure import Figure
 
     folder = Path(folder)
-    csv_path = write_atomic(folder / "curve.csv", curve_csv(history).encode())
+    csv_path = write_atomic(folder / "curve.csv", curve_csv(history, fields).encode())
     figure = Figure(figsize=(6.4, 3.6))
     axes = figure.add_subplot()
     axes.plot([e["step"] for e in history], [e["psnr"] for e in history], lw=1.0)
